@@ -1,0 +1,120 @@
+"""Configuration: the one place that reads the process environment.
+
+Everything else receives a `Settings` value. Each field names its variable, so an operator can
+find a knob from an error message, and a wrong value fails at start with the variable named.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from domain.consent import ConsentModel
+
+
+class ConfigurationError(ValueError):
+    """A configuration variable holds a value the service cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+def _api_keys(raw: str) -> dict[str, frozenset[str]]:
+    """`key:role[|role...],key2:role` -> {key: roles}. Roles: commands, query, audit, all."""
+    keys: dict[str, frozenset[str]] = {}
+    allowed = {"commands", "query", "audit", "all"}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, roles = item.partition(":")
+        if not sep or not key:
+            raise ConfigurationError(
+                f"PROFILES_API_KEYS entry {item!r} must look like 'KEY:ROLE' "
+                "(ROLE one of commands, query, audit, all; several joined by '|')"
+            )
+        role_set = frozenset(r.strip() for r in roles.split("|") if r.strip())
+        unknown = role_set - allowed
+        if unknown or not role_set:
+            raise ConfigurationError(
+                f"PROFILES_API_KEYS entry for key ending {key[-4:]!r} has unknown role(s) "
+                f"{sorted(unknown) or '(none)'}; use commands, query, audit or all"
+            )
+        keys[key] = frozenset(allowed) if "all" in role_set else role_set
+    return keys
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the service needs to know about its surroundings."""
+
+    database_url: str | None = None  # DATABASE_URL; None: start embedded Postgres (dev, tests)
+    redis_url: str | None = None  # REDIS_URL; None: start embedded Valkey
+    kafka_bootstrap_servers: str | None = None  # KAFKA_BOOTSTRAP_SERVERS
+    consent_model: ConsentModel = ConsentModel.OPT_OUT  # PROFILES_CONSENT_MODEL
+    redis_namespace: str = ""  # PROFILES_REDIS_NAMESPACE: prefix of every Redis key
+    data_dir: Path = Path(".profiles-data")  # PROFILES_DATA_DIR (embedded servers' files)
+    snapshot_interval: int = 100  # PROFILES_SNAPSHOT_INTERVAL (events between snapshots)
+    aggregate_cache_size: int = 100_000  # PROFILES_AGGREGATE_CACHE_SIZE
+    command_retries: int = 3  # PROFILES_COMMAND_RETRIES (optimistic-concurrency retries)
+    group_commit_max: int = 1_000  # PROFILES_GROUP_COMMIT_MAX (commands per transaction)
+    postgres_pool_size: int = 4  # PROFILES_POSTGRES_POOL_SIZE
+    projection_batch: int = 1_000  # PROFILES_PROJECTION_BATCH (events per Redis transaction)
+    projection_poll_seconds: float = 1.0  # PROFILES_PROJECTION_POLL_SECONDS (NOTIFY fallback)
+    min_position_timeout: float = 2.0  # PROFILES_MIN_POSITION_TIMEOUT (seconds)
+    api_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)  # PROFILES_API_KEYS
+    otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT
+    service_name: str = "customer-profiles"  # OTEL_SERVICE_NAME
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        model_raw = env.get("PROFILES_CONSENT_MODEL", "opt-out").strip().lower()
+        try:
+            model = ConsentModel(model_raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"PROFILES_CONSENT_MODEL={model_raw!r}: use 'opt-out' (track unless ANALYTICS "
+                "is withdrawn) or 'opt-in' (track only once ANALYTICS is granted)"
+            ) from None
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            consent_model=model,
+            redis_namespace=env.get("PROFILES_REDIS_NAMESPACE", ""),
+            data_dir=Path(env.get("PROFILES_DATA_DIR", ".profiles-data")),
+            snapshot_interval=_int(env, "PROFILES_SNAPSHOT_INTERVAL", 100, minimum=1),
+            aggregate_cache_size=_int(env, "PROFILES_AGGREGATE_CACHE_SIZE", 100_000, minimum=1),
+            command_retries=_int(env, "PROFILES_COMMAND_RETRIES", 3),
+            group_commit_max=_int(env, "PROFILES_GROUP_COMMIT_MAX", 1_000, minimum=1),
+            postgres_pool_size=_int(env, "PROFILES_POSTGRES_POOL_SIZE", 4, minimum=1),
+            projection_batch=_int(env, "PROFILES_PROJECTION_BATCH", 1_000, minimum=1),
+            projection_poll_seconds=_float(env, "PROFILES_PROJECTION_POLL_SECONDS", 1.0),
+            min_position_timeout=_float(env, "PROFILES_MIN_POSITION_TIMEOUT", 2.0),
+            api_keys=_api_keys(env.get("PROFILES_API_KEYS", "")),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            service_name=env.get("OTEL_SERVICE_NAME", "customer-profiles"),
+        )
+
+    def with_urls(self, database_url: str, redis_url: str) -> Settings:
+        return replace(self, database_url=database_url, redis_url=redis_url)

@@ -1,0 +1,115 @@
+"""OpenTelemetry: traces and metrics for commands, the event store and projections.
+
+Providers are per service instance (not the global ones) so that tests and the one-process
+dev server can hold several. Metrics are always readable as Prometheus text at /metrics; OTLP
+export happens only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, Tracer
+from prometheus_client import CollectorRegistry, generate_latest
+
+from adapters.settings import Settings
+
+# (read model name) -> (position, head, lag seconds)
+ProjectionProbe = Callable[[], Mapping[str, tuple[int, int, float]]]
+
+
+@dataclass
+class Telemetry:
+    tracer: Tracer
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        meter = self.meter_provider.get_meter("profiles")
+        self.command_duration = meter.create_histogram(
+            "profiles.command.duration", unit="s", description="GraphQL command latency"
+        )
+        self.query_duration = meter.create_histogram(
+            "profiles.query.duration", unit="s", description="GraphQL query latency"
+        )
+        self.events_appended = meter.create_counter(
+            "profiles.events.appended", description="events written to the event store"
+        )
+        self.group_commit_units = meter.create_histogram(
+            "profiles.group_commit.units", description="command units per transaction"
+        )
+        self.projection_batch = meter.create_histogram(
+            "profiles.projection.batch.events", description="events per projection batch"
+        )
+        self._probes: list[ProjectionProbe] = []
+        meter.create_observable_gauge(
+            "profiles.projection.position", callbacks=[self._observe(0)], description="last applied position"
+        )
+        meter.create_observable_gauge(
+            "profiles.projection.lag.events", callbacks=[self._observe(1)], description="head - position"
+        )
+        meter.create_observable_gauge(
+            "profiles.projection.lag.seconds", unit="s", callbacks=[self._observe(2)],
+            description="age of the newest applied event while behind",
+        )
+
+    def watch_projections(self, probe: ProjectionProbe) -> None:
+        self._probes.append(probe)
+
+    def _observe(self, which: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_: CallbackOptions) -> Iterable[Observation]:
+            for probe in self._probes:
+                for name, (position, head, lag_seconds) in probe().items():
+                    value = (position, max(head - position, 0), lag_seconds)[which]
+                    yield Observation(value, {"read_model": name})
+
+        return callback
+
+    @contextmanager
+    def span(self, name: str, **attributes: Any) -> Iterator[Span]:
+        with self.tracer.start_as_current_span(name, attributes=attributes) as span:
+            yield span
+
+    def prometheus_text(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def setup_telemetry(settings: Settings) -> Telemetry:
+    resource = Resource.create({"service.name": settings.service_name})
+    registry = CollectorRegistry()
+    readers: list[MetricReader] = [PrometheusMetricReader(registry=registry)]
+    tracer_provider = TracerProvider(resource=resource)
+    if settings.otlp_endpoint:
+        # Imported only when used: the exporter pulls in an HTTP stack at import time.
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        base = settings.otlp_endpoint.rstrip("/")
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces"))
+        )
+        readers.append(
+            PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"))
+        )
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    return Telemetry(
+        tracer=tracer_provider.get_tracer("profiles"),
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        registry=registry,
+    )

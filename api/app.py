@@ -1,0 +1,135 @@
+"""The Starlette application: one GraphQL endpoint per role, /metrics and /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema import BaseSchema
+from strawberry.types import ExecutionResult
+
+from adapters.settings import Settings
+from adapters.telemetry import Telemetry, setup_telemetry
+from api.audit_schema import build_audit_schema
+from api.bootstrap import ROLES, ProjectorHandle, build_services, start_projector
+from api.commands_schema import build_command_schema
+from api.context import Context, Services
+from api.errors import format_error
+from api.query_schema import build_query_schema
+from domain.application import utc_now
+from domain.ports import Clock
+
+logger = logging.getLogger(__name__)
+
+PATHS = {"commands": "/commands/graphql", "query": "/graphql", "audit": "/audit/graphql"}
+
+
+class RoleGraphQL(GraphQL[Context, None]):
+    """A GraphQL endpoint for one role: checks the API key, formats errors with their codes."""
+
+    def __init__(self, schema: BaseSchema, services: Services, role: str) -> None:
+        super().__init__(schema, graphql_ide="graphiql")
+        self.services = services
+        self.role = role
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            denied = self._deny(Request(scope))
+            if denied is not None:
+                await denied(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _deny(self, request: Request) -> Response | None:
+        keys = self.services.settings.api_keys
+        # The GraphiQL page itself carries no data; every operation is checked.
+        if not keys or (request.method == "GET" and "query" not in request.query_params):
+            return None
+        auth = request.headers.get("authorization", "")
+        key = auth.removeprefix("Bearer ").strip() if auth else request.headers.get("x-api-key")
+        roles = keys.get(key or "")
+        if roles is None:
+            return _error(401, "UNAUTHENTICATED", "send a known API key as 'Authorization: Bearer KEY'")
+        if self.role not in roles:
+            return _error(
+                403, "FORBIDDEN", f"this key may use {sorted(roles)}, not the {self.role} endpoint"
+            )
+        return None
+
+    async def get_context(self, request: Request, response: Any) -> Context:  # type: ignore[override]
+        return Context(services=self.services, request=request)
+
+    async def process_result(  # type: ignore[override]
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            response["errors"] = [format_error(e) for e in result.errors]
+        return response
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(
+    settings: Settings,
+    role: str = "all",
+    *,
+    clock: Clock = utc_now,
+    project: bool = False,
+    telemetry: Telemetry | None = None,
+) -> Starlette:
+    """`role` is all, commands, query or audit; `project` also runs the projector in-process."""
+    roles = set(ROLES) if role == "all" else {role}
+    if not roles <= set(ROLES):
+        raise ValueError(f"unknown role {role!r}; use all, commands, query or audit")
+    telemetry = telemetry or setup_telemetry(settings)
+    services = build_services(settings, roles, telemetry, clock)
+    schemas: dict[str, Callable[[], BaseSchema]] = {
+        "commands": build_command_schema,
+        "query": build_query_schema,
+        "audit": build_audit_schema,
+    }
+    routes = [
+        Route(PATHS[r], RoleGraphQL(schemas[r](), services, r), methods=["GET", "POST"])
+        for r in ROLES
+        if r in roles
+    ]
+
+    async def metrics(_: Request) -> Response:
+        return PlainTextResponse(telemetry.prometheus_text(), media_type="text/plain; version=0.0.4")
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "roles": sorted(roles)})
+
+    routes += [Route("/metrics", metrics), Route("/healthz", health)]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        handle: ProjectorHandle | None = start_projector(settings, telemetry) if project else None
+        try:
+            yield
+        finally:
+            if handle is not None:
+                handle.close()
+            for close in reversed(services.closers):
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+            telemetry.shutdown()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.services = services
+    return app

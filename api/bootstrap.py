@@ -1,0 +1,127 @@
+"""The one place that wires the service together from Settings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aioredis
+
+from adapters.event_store import build_application
+from adapters.settings import Settings
+from adapters.telemetry import Telemetry
+from adapters.wakeup import PostgresWakeup
+from api.context import CommandBus, Services
+from domain.application import Outcome, ProfileApplication, utc_now
+from domain.commands import Command
+from domain.group_commit import Execute, GroupCommitter
+from domain.ports import Clock
+from projections.profile import ProfileKeys, ProfileQueries, ProfileReadModel
+from projections.runner import Projector, ReadModel
+from projections.status import StatusReader, TrackedModel
+
+ROLES = ("commands", "query", "audit")
+
+
+def read_models(settings: Settings) -> list[ReadModel]:
+    return [ProfileReadModel(ProfileKeys(settings.redis_namespace))]
+
+
+def _tracked(settings: Settings) -> list[TrackedModel]:
+    return [TrackedModel(m.name, m.version, m.tracking_key) for m in read_models(settings)]
+
+
+def build_services(
+    settings: Settings, roles: set[str], telemetry: Telemetry, clock: Clock = utc_now
+) -> Services:
+    services = Services(settings=settings, clock=clock, telemetry=telemetry)
+    if "commands" in roles:
+        app = build_application(settings, clock)
+        units = telemetry.group_commit_units
+
+        def observe(n_units: int, n_commands: int) -> None:
+            units.record(n_units)
+
+        committer = GroupCommitter(
+            _counting(app, telemetry), max_commands=settings.group_commit_max, on_batch=observe
+        )
+        services.commands = CommandBus(committer)
+        services.closers += [committer.close, app.close]
+    if "query" in roles:
+        client = aioredis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+        services.profiles = ProfileQueries(client, ProfileKeys(settings.redis_namespace))
+        services.status = StatusReader(client, _tracked(settings))
+        services.closers.append(client.aclose)
+    if "audit" in roles:
+        audit = build_application(settings, clock, cache=False)
+        services.audit_app = audit
+        services.closers.append(audit.close)
+    return services
+
+
+def _counting(app: ProfileApplication, telemetry: Telemetry) -> Execute:
+    """Executes units in one transaction, counting the events they appended."""
+
+    def execute(units: Sequence[Sequence[Command]]) -> list[Outcome]:
+        before = app.events_written
+        with telemetry.span("event_store.append", units=len(units)):
+            outcomes = app.execute(units)
+        telemetry.events_appended.add(app.events_written - before)
+        return outcomes
+
+    return execute
+
+
+@dataclass
+class ProjectorHandle:
+    projector: Projector
+    reader: ProfileApplication
+    thread: threading.Thread
+    stop: threading.Event
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.reader.close()
+
+
+def build_projector(
+    settings: Settings, telemetry: Telemetry
+) -> tuple[Projector, ProfileApplication, PostgresWakeup]:
+    """The reader application is returned so the caller keeps it (and its pool) alive."""
+    reader = build_application(settings, utc_now, cache=False)
+    client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+    batch = telemetry.projection_batch
+
+    def observe(name: str, events: int, seconds: float) -> None:
+        batch.record(events, {"read_model": name})
+
+    projector = Projector(
+        reader.recorder,
+        reader.mapper,
+        client,
+        read_models(settings),
+        batch_size=settings.projection_batch,
+        on_batch=observe,
+        span=telemetry.span,
+    )
+    telemetry.watch_projections(
+        lambda: {n: (s.position, s.head, s.lag_seconds) for n, s in projector.status.items()}
+    )
+    assert settings.database_url is not None
+    return projector, reader, PostgresWakeup(settings.database_url)
+
+
+def start_projector(settings: Settings, telemetry: Telemetry) -> ProjectorHandle:
+    projector, reader, wakeup = build_projector(settings, telemetry)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=projector.run,
+        args=(stop, wakeup, settings.projection_poll_seconds),
+        name="projector",
+        daemon=True,
+    )
+    thread.start()
+    return ProjectorHandle(projector, reader, thread, stop)

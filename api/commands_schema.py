@@ -1,0 +1,173 @@
+"""The command side (/commands/graphql): mutations that become events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from api.consent_types import ConsentPurpose
+from api.context import Context
+from api.scalars import JSON, Long
+from api.schema_options import ProfileSchema, schema_extensions
+from domain import commands as c
+from domain.errors import InvalidInput
+
+MAX_BATCH = 1_000
+
+
+@strawberry.input
+class InteractionInput:
+    event_id: strawberry.ID = strawberry.field(
+        description="Chosen by the sender, unique per interaction; sending it again is a no-op "
+        "(duplicate: true)."
+    )
+    customer_id: strawberry.ID
+    type: str = strawberry.field(
+        description="snake_case; known: page_view product_view add_to_cart checkout_started "
+        "purchase email_open email_click; others allowed"
+    )
+    occurred_at: datetime
+    session_id: str | None = None
+    channel: str | None = strawberry.field(default=None, description="web, app, email, store, ...")
+    properties: JSON | None = None
+
+
+@strawberry.input
+class TraitsInput:
+    customer_id: strawberry.ID
+    traits: JSON = strawberry.field(
+        description="Keys are camelCase; a null value removes the trait. Known: firstName "
+        "lastName email phone gender birthDate country locale loyaltyTier."
+    )
+    source: str | None = None
+
+
+@strawberry.input
+class ConsentInput:
+    customer_id: strawberry.ID
+    purpose: ConsentPurpose  # type: ignore[valid-type]
+    source: str = strawberry.field(
+        description="Where it was captured: signup-form, preference-center, cookie-banner, ..."
+    )
+    policy_version: str | None = None
+    occurred_at: datetime | None = None
+
+
+@strawberry.type
+class CommandResult:
+    id: strawberry.ID = strawberry.field(description="The customer id, or the segment id.")
+    version: int = strawberry.field(description="Version of the aggregate after the command.")
+    position: Long = strawberry.field(  # type: ignore[valid-type]
+        description="Global position of the last event written (or of the original, for a "
+        "duplicate). Pass it as minPosition to read your own write."
+    )
+    duplicate: bool
+    suppressed: bool
+
+    @classmethod
+    def of(cls, r: c.CommandResult) -> CommandResult:
+        return cls(
+            id=strawberry.ID(r.id),
+            version=r.version,
+            position=r.position,
+            duplicate=r.duplicate,
+            suppressed=r.suppressed,
+        )
+
+
+def _interaction(i: InteractionInput) -> Mapping[str, object]:
+    return {
+        "eventId": i.event_id,
+        "customerId": i.customer_id,
+        "type": i.type,
+        "occurredAt": i.occurred_at,
+        "sessionId": i.session_id,
+        "channel": i.channel,
+        "properties": i.properties,
+    }
+
+
+def _consent(i: ConsentInput) -> Mapping[str, object]:
+    return {
+        "customerId": i.customer_id,
+        "purpose": i.purpose.value,
+        "source": i.source,
+        "policyVersion": i.policy_version,
+        "occurredAt": i.occurred_at,
+    }
+
+
+async def _run(info: Info[Context, None], unit: list[c.Command], op: str) -> list[CommandResult]:
+    services = info.context.services
+    assert services.commands is not None, "command side not wired"
+    started = time.perf_counter()
+    # The write itself runs on the group-commit thread, shared with other operations.
+    with services.telemetry.span("event_store.write", operation=op, commands=len(unit)):
+        results = await services.commands.run(unit)
+    services.telemetry.command_duration.record(time.perf_counter() - started, {"operation": op})
+    return [CommandResult.of(r) for r in results]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def record_interaction(
+        self, info: Info[Context, None], input: InteractionInput
+    ) -> CommandResult:
+        now = info.context.services.clock()
+        command = c.RecordInteraction.parse(_interaction(input), now=now, field="input")
+        return (await _run(info, [command], "recordInteraction"))[0]
+
+    @strawberry.mutation(
+        description="All in one transaction; each input is deduplicated on its own eventId."
+    )
+    async def record_interactions(
+        self, info: Info[Context, None], inputs: list[InteractionInput]
+    ) -> list[CommandResult]:
+        if len(inputs) > MAX_BATCH:
+            raise InvalidInput(
+                "inputs", f"has {len(inputs)} entries; send at most {MAX_BATCH} per call"
+            )
+        now = info.context.services.clock()
+        unit: list[c.Command] = [
+            c.RecordInteraction.parse(_interaction(i), now=now, field=f"inputs[{n}]")
+            for n, i in enumerate(inputs)
+        ]
+        return await _run(info, unit, "recordInteractions") if unit else []
+
+    @strawberry.mutation
+    async def update_traits(self, info: Info[Context, None], input: TraitsInput) -> CommandResult:
+        raw = {"customerId": input.customer_id, "traits": input.traits, "source": input.source}
+        command = c.UpdateTraits.parse(raw, field="input")
+        return (await _run(info, [command], "updateTraits"))[0]
+
+    @strawberry.mutation
+    async def grant_consent(self, info: Info[Context, None], input: ConsentInput) -> CommandResult:
+        now = info.context.services.clock()
+        command = c.ChangeConsent.parse(_consent(input), granted=True, now=now, field="input")
+        return (await _run(info, [command], "grantConsent"))[0]
+
+    @strawberry.mutation
+    async def withdraw_consent(
+        self, info: Info[Context, None], input: ConsentInput
+    ) -> CommandResult:
+        now = info.context.services.clock()
+        command = c.ChangeConsent.parse(_consent(input), granted=False, now=now, field="input")
+        return (await _run(info, [command], "withdrawConsent"))[0]
+
+
+@strawberry.type
+class CommandQuery:
+    @strawberry.field(description="The command side answers no reads; use /graphql.")
+    def service(self) -> str:
+        return "commands"
+
+
+def build_command_schema() -> strawberry.Schema:
+    return ProfileSchema(
+        query=CommandQuery, mutation=Mutation, extensions=schema_extensions()
+    )

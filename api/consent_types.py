@@ -1,0 +1,32 @@
+"""Consent types shared by the query and audit schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from api.scalars import utc
+from domain.consent import ConsentPurpose as DomainPurpose
+from projections.profile import ConsentView
+
+ConsentPurpose = strawberry.enum(DomainPurpose, name="ConsentPurpose")
+
+
+@strawberry.type
+class ConsentState:
+    purpose: ConsentPurpose  # type: ignore[valid-type]
+    granted: bool
+    source: str | None
+    policy_version: str | None
+    changed_at: datetime | None
+
+    @classmethod
+    def of(cls, v: ConsentView) -> ConsentState:
+        return cls(
+            purpose=v.purpose,
+            granted=v.granted,
+            source=v.source,
+            policy_version=v.policy_version,
+            changed_at=utc(v.changed_at),
+        )

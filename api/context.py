@@ -1,0 +1,59 @@
+"""The typed context every resolver receives, and the services behind it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from strawberry.dataloader import DataLoader
+
+from adapters.settings import Settings
+from adapters.telemetry import Telemetry
+from domain.commands import Command, CommandResult
+from domain.errors import DomainError
+from domain.group_commit import GroupCommitter
+from domain.ports import Clock
+
+if TYPE_CHECKING:
+    from projections.profile import ProfileQueries, ProfileView
+    from projections.status import StatusReader
+    from domain.application import ProfileApplication
+
+
+class CommandBus:
+    """Hands command units to the group committer without blocking the event loop."""
+
+    def __init__(self, committer: GroupCommitter) -> None:
+        self._committer = committer
+
+    async def run(self, unit: Sequence[Command]) -> list[CommandResult]:
+        outcome = await asyncio.wrap_future(self._committer.submit(unit))
+        if isinstance(outcome, DomainError):
+            raise outcome
+        return outcome
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    telemetry: Telemetry
+    commands: CommandBus | None = None
+    profiles: ProfileQueries | None = None
+    status: StatusReader | None = None
+    audit_app: ProfileApplication | None = None
+    closers: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    services: Services
+    request: Request
+    profile_loader: DataLoader[str, ProfileView | None] | None = None
+
+    def profiles(self) -> ProfileQueries:
+        assert self.services.profiles is not None, "query side not wired"
+        return self.services.profiles

@@ -1,0 +1,37 @@
+"""Turns errors into the contract's `extensions.code`, and hides what callers must not see."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphql import GraphQLError
+
+from domain.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+
+class AccessDenied(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    formatted: dict[str, Any] = dict(error.formatted)
+    original = error.original_error
+    extensions = dict(formatted.get("extensions") or {})
+    if isinstance(original, DomainError | AccessDenied):
+        extensions["code"] = original.code
+        if field := getattr(original, "field", None):
+            extensions["field"] = field
+    elif original is None or isinstance(original, GraphQLError):
+        # Parse, validation and scalar coercion errors: the request itself is malformed.
+        extensions.setdefault("code", "BAD_USER_INPUT")
+    else:
+        logger.error("unexpected error in %s", error.path, exc_info=original)
+        formatted["message"] = "internal error; it has been logged"
+        extensions["code"] = "INTERNAL_SERVER_ERROR"
+    formatted["extensions"] = extensions
+    return formatted

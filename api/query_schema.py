@@ -1,0 +1,179 @@
+"""The query side (/graphql): profiles for send and render time, read from Redis only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+import strawberry
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info
+
+from api.consent_types import ConsentState
+from api.context import Context
+from api.scalars import JSON, Long, utc
+from api.schema_options import ProfileSchema, schema_extensions
+from domain.errors import InvalidInput
+from projections.profile import RECENT_KEPT, ProfileView
+
+PRELOADED_RECENT = 10  # the default page; a larger `first` costs one more read
+MAX_BATCH = 500
+
+
+@strawberry.type
+class Interaction:
+    event_id: strawberry.ID
+    type: str
+    occurred_at: datetime
+    channel: str | None
+    session_id: str | None
+    properties: JSON
+
+    @classmethod
+    def of(cls, item: dict[str, object]) -> Interaction:
+        return cls(
+            event_id=strawberry.ID(str(item["eventId"])),
+            type=str(item["type"]),
+            occurred_at=datetime.fromisoformat(str(item["occurredAt"])),
+            channel=item.get("channel"),  # type: ignore[arg-type]
+            session_id=item.get("sessionId"),  # type: ignore[arg-type]
+            properties=item.get("properties") or {},
+        )
+
+
+@strawberry.type
+class Profile:
+    view: strawberry.Private[ProfileView]
+
+    @strawberry.field
+    def customer_id(self) -> strawberry.ID:
+        return strawberry.ID(self.view.customer_id)
+
+    @strawberry.field(description="The customer aggregate version reflected in this read model.")
+    def version(self) -> int:
+        return self.view.version
+
+    @strawberry.field(description="Contact and identity traits are always returned.")
+    def traits(self) -> JSON:
+        return self.view.traits
+
+    @strawberry.field
+    def consents(self) -> list[ConsentState]:
+        return [ConsentState.of(c) for c in self.view.consents]
+
+    @strawberry.field
+    def can_email(self) -> bool:
+        return self.view.can_email
+
+    @strawberry.field
+    def can_personalize(self) -> bool:
+        return self.view.can_personalize
+
+    @strawberry.field(description="Blank unless canPersonalize.")
+    def interaction_counts(self) -> JSON:
+        return self.view.interaction_counts
+
+    @strawberry.field
+    def first_seen_at(self) -> datetime | None:
+        return utc(self.view.first_seen_at)
+
+    @strawberry.field
+    def last_seen_at(self) -> datetime | None:
+        return utc(self.view.last_seen_at)
+
+    @strawberry.field(description=f"Newest first; at most {RECENT_KEPT} are kept.")
+    async def recent_interactions(
+        self, info: Info[Context, None], first: int = 10
+    ) -> list[Interaction]:
+        if first < 0:
+            raise InvalidInput("first", f"is {first}; send 0 to {RECENT_KEPT}")
+        items = self.view.recent
+        if first > PRELOADED_RECENT and self.view.can_personalize:
+            fresh = await info.context.profiles().get(self.view.customer_id, recent=first)
+            items = fresh.recent if fresh is not None else ()
+        return [Interaction.of(i) for i in items[:first]]
+
+
+@strawberry.type
+class ProjectionStatus:
+    name: str
+    version: int = strawberry.field(description="Read-model schema version being served.")
+    position: Long  # type: ignore[valid-type]
+    head_position: Long  # type: ignore[valid-type]
+    lag: Long  # type: ignore[valid-type]
+    state: str
+
+
+def _loader(context: Context) -> DataLoader[str, ProfileView | None]:
+    if context.profile_loader is None:
+        queries = context.profiles()
+
+        async def load(ids: list[str]) -> list[ProfileView | None]:
+            return await queries.get_many(ids, recent=PRELOADED_RECENT)
+
+        context.profile_loader = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)
+    return context.profile_loader
+
+
+async def _wait_for(context: Context, position: int) -> None:
+    """Read-your-writes: poll the projector's position until it passes `position`, bounded."""
+    status = context.services.status
+    assert status is not None
+    deadline = time.monotonic() + context.services.settings.min_position_timeout
+    pause = 0.001
+    while await status.lowest_position() < position and time.monotonic() < deadline:
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
+def _visible(view: ProfileView | None) -> Profile | None:
+    return None if view is None else Profile(view=view.blanked())
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="Null for an unknown or erased customer. With minPosition, waits (bounded, "
+        "default at most 2 s) until the read models have reached that position."
+    )
+    async def profile(
+        self,
+        info: Info[Context, None],
+        customer_id: strawberry.ID,
+        min_position: Long | None = None,  # type: ignore[valid-type]
+    ) -> Profile | None:
+        if min_position:
+            await _wait_for(info.context, int(min_position))
+        return _visible(await _loader(info.context).load(str(customer_id)))
+
+    @strawberry.field(description="Batch lookup; one entry per id, in order, null where unknown.")
+    async def profiles(
+        self, info: Info[Context, None], customer_ids: list[strawberry.ID]
+    ) -> list[Profile | None]:
+        if len(customer_ids) > MAX_BATCH:
+            raise InvalidInput(
+                "customerIds", f"has {len(customer_ids)} ids; send at most {MAX_BATCH} per call"
+            )
+        views = await _loader(info.context).load_many([str(c) for c in customer_ids])
+        return [_visible(v) for v in views]
+
+    @strawberry.field
+    async def projections(self, info: Info[Context, None]) -> list[ProjectionStatus]:
+        status = info.context.services.status
+        assert status is not None
+        return [
+            ProjectionStatus(
+                name=s.name,
+                version=s.version,
+                position=s.position,
+                head_position=s.head,
+                lag=max(s.head - s.position, 0),
+                state=s.state,
+            )
+            for s in await status.all()
+        ]
+
+
+def build_query_schema() -> strawberry.Schema:
+    return ProfileSchema(query=Query, extensions=schema_extensions())

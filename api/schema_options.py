@@ -1,0 +1,44 @@
+"""What every schema gets: cached parsing and validation, a trace span per operation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.types import ExecutionContext
+
+from domain.errors import DomainError
+
+
+class OperationSpan(SchemaExtension):
+    """One span per GraphQL operation; the event-store write and the batch nest inside it."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        telemetry = context.services.telemetry
+        name = self.execution_context.operation_name or "anonymous"
+        with telemetry.span(f"graphql {name}"):
+            yield
+
+
+class ProfileSchema(strawberry.Schema):
+    """Logs only the errors that are ours to fix: a caller's bad input is the caller's news."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        unexpected = [
+            e
+            for e in errors
+            if e.original_error is not None
+            and not isinstance(e.original_error, DomainError | GraphQLError)
+        ]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+def schema_extensions() -> list[SchemaExtension | type[SchemaExtension]]:
+    # Parsing and validation dominate a small query's cost; caching them is most of the speed.
+    return [ParserCache(maxsize=1_000), ValidationCache(maxsize=1_000), OperationSpan]

@@ -1,0 +1,306 @@
+"""The profiles application: the use cases, each turning commands into stored events.
+
+Commands arrive in *units* (one GraphQL mutation, one Kafka batch entry); a unit is all or
+nothing. `execute` runs many units in one transaction, which is what makes group commit fast:
+the events table is written under a table lock, so throughput comes from events per commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    JSONTranscoder,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+)
+
+from domain.commands import ChangeConsent, Command, CommandResult, RecordInteraction, UpdateTraits
+from domain.consent import ConsentModel
+from domain.customer import Customer
+from domain.errors import Conflict, DomainError, StoreUnavailable
+from domain.ids import customer_uuid
+from domain.ports import Clock, InteractionIndex, InteractionKey, RecordedInteraction
+from domain.transcodings import ConsentStateAsDict
+
+Outcome = list[CommandResult] | DomainError
+logger = logging.getLogger(__name__)
+
+
+class _UnitFailed(Exception):
+    def __init__(self, unit: int, error: DomainError) -> None:
+        self.unit = unit
+        self.error = error
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Batch:
+    """Bookkeeping for one transaction: aggregates touched and where each result will point."""
+
+    customers: dict[UUID, Customer | None] = field(default_factory=dict)
+    versions_before: dict[UUID, int] = field(default_factory=dict)
+    claims: dict[str, InteractionKey] = field(default_factory=dict)
+    # (unit index, command index) -> (originator id, version) whose position is the result's
+    pending: dict[tuple[int, int], tuple[UUID, int]] = field(default_factory=dict)
+    duplicates_in_batch: dict[tuple[int, int], str] = field(default_factory=dict)
+
+
+class ProfileApplication(Application[UUID]):
+    name = "profiles"
+    snapshot_class = Snapshot
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        clock: Clock = utc_now,
+        consent_model: ConsentModel = ConsentModel.OPT_OUT,
+        snapshot_interval: int = 100,
+        retries: int = 3,
+    ) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.consent_model = consent_model
+        self.snapshot_interval = snapshot_interval
+        self.retries = retries
+        if not isinstance(self.recorder, InteractionIndex):
+            raise TypeError(
+                f"{type(self.recorder).__name__} cannot remember interaction eventIds; configure "
+                "APPLICATION_RECORDER_TOPIC with a recorder that implements InteractionIndex"
+            )
+        self.interaction_index: InteractionIndex = self.recorder
+        self.events_written = 0  # monotonic; metrics read the difference
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(ConsentStateAsDict())
+
+    # ---------------------------------------------------------------- use cases
+
+    def record_interaction(self, command: RecordInteraction) -> CommandResult:
+        return self._one([command])[0]
+
+    def record_interactions(self, commands: Sequence[RecordInteraction]) -> list[CommandResult]:
+        return self._one(commands)
+
+    def update_traits(self, command: UpdateTraits) -> CommandResult:
+        return self._one([command])[0]
+
+    def grant_consent(self, command: ChangeConsent) -> CommandResult:
+        return self._one([command])[0]
+
+    def withdraw_consent(self, command: ChangeConsent) -> CommandResult:
+        return self._one([command])[0]
+
+    def _one(self, unit: Sequence[Command]) -> list[CommandResult]:
+        outcome = self.execute([unit])[0]
+        if isinstance(outcome, DomainError):
+            raise outcome
+        return outcome
+
+    # ---------------------------------------------------------------- shared transaction
+
+    def execute(self, units: Sequence[Sequence[Command]]) -> list[Outcome]:
+        """Runs the units in one transaction, retrying when another writer got there first."""
+        failed: dict[int, DomainError] = {}
+        attempt = 0
+        while attempt <= self.retries:
+            batch = _Batch()
+            try:
+                return self._execute_once(units, batch, failed)
+            except _UnitFailed as failure:
+                # The unit may have half-changed aggregates: start over without it.
+                self._forget(batch)
+                failed[failure.unit] = failure.error
+                continue
+            except IntegrityError:
+                # A stale cached aggregate or an eventId claimed meanwhile: reload and decide again.
+                self._forget(batch)
+                attempt += 1
+            except (OperationalError, InterfaceError) as error:
+                self._forget(batch)
+                raise StoreUnavailable(f"the event store did not answer: {error}") from None
+            except ProgrammingError:
+                self._forget(batch)
+                raise
+            except PersistenceError as error:
+                self._forget(batch)
+                raise StoreUnavailable(f"the event store failed: {error}") from None
+            except BaseException:
+                self._forget(batch)
+                raise
+        raise Conflict(
+            f"concurrent writes to the same customers kept conflicting after {self.retries} "
+            "retries; nothing was written, send the command again"
+        )
+
+    def _execute_once(
+        self, units: Sequence[Sequence[Command]], batch: _Batch, failed: dict[int, DomainError]
+    ) -> list[Outcome]:
+        now = self.clock()
+        known = self.interaction_index.find_interactions(
+            [c.event_id for unit in units for c in unit if isinstance(c, RecordInteraction)]
+        )
+        outcomes: list[Outcome] = []
+        for u, unit in enumerate(units):
+            if u in failed:
+                outcomes.append(failed[u])
+                continue
+            try:
+                outcomes.append(
+                    [self._apply(c, (u, i), batch, known, now) for i, c in enumerate(unit)]
+                )
+            except DomainError as error:
+                raise _UnitFailed(u, error) from None
+        touched = [c for c in batch.customers.values() if c is not None and c.pending_events]
+        if touched:
+            recordings = self.save(*touched, interactions=list(batch.claims.values()))
+            self.events_written += len(recordings)
+            positions = {
+                (r.notification.originator_id, r.notification.originator_version): r.notification.id
+                for r in recordings
+            }
+            self._take_due_snapshots(batch, touched)
+        else:
+            positions = {}
+        self._fill_positions(outcomes, batch, positions)
+        return outcomes
+
+    def _apply(
+        self,
+        command: Command,
+        slot: tuple[int, int],
+        batch: _Batch,
+        known: dict[str, RecordedInteraction],
+        now: datetime,
+    ) -> CommandResult:
+        cid = command.customer_id
+        if isinstance(command, RecordInteraction):
+            seen = known.get(command.event_id)
+            if seen is not None:
+                return CommandResult(cid, seen.version, seen.position, duplicate=True)
+            if command.event_id in batch.claims:
+                batch.duplicates_in_batch[slot] = command.event_id
+                return CommandResult(cid, 0, 0, duplicate=True)
+            customer = self._load(cid, batch)
+            allowed = (
+                customer.tracking_allowed(self.consent_model)
+                if customer is not None
+                else self.consent_model is ConsentModel.OPT_OUT
+            )
+            if not allowed:
+                return CommandResult(cid, customer.version if customer else 0, 0, suppressed=True)
+            customer = customer or self._register(cid, batch, now)
+            customer.record_interaction(
+                event_id=command.event_id,
+                type=command.type,
+                occurred_at=command.occurred_at,
+                session_id=command.session_id,
+                channel=command.channel,
+                properties=command.properties,
+                at=now,
+            )
+            batch.claims[command.event_id] = InteractionKey(
+                command.event_id, customer.id, customer.version
+            )
+        elif isinstance(command, UpdateTraits):
+            customer = self._load(cid, batch) or self._register(cid, batch, now)
+            customer.update_traits(command.traits, source=command.source, at=now)
+        else:
+            customer = self._load(cid, batch) or self._register(cid, batch, now)
+            customer.change_consent(
+                command.purpose,
+                granted=command.granted,
+                source=command.source,
+                policy_version=command.policy_version,
+                occurred_at=command.occurred_at,
+                at=now,
+            )
+        batch.pending[slot] = (customer.id, customer.version)
+        return CommandResult(cid, customer.version, 0)
+
+    def _load(self, customer_id: str, batch: _Batch) -> Customer | None:
+        uid = customer_uuid(customer_id)
+        if uid not in batch.customers:
+            try:
+                customer = cast(Customer, self.repository.get(uid))
+            except AggregateNotFoundError:
+                customer = None
+            batch.customers[uid] = customer
+            batch.versions_before[uid] = customer.version if customer else 0
+        return batch.customers[uid]
+
+    def _register(self, customer_id: str, batch: _Batch, now: datetime) -> Customer:
+        customer = Customer.register(customer_id, at=now)
+        batch.customers[customer.id] = customer
+        return customer
+
+    def _fill_positions(
+        self, outcomes: list[Outcome], batch: _Batch, positions: dict[tuple[UUID, int], int]
+    ) -> None:
+        for (u, i), key in batch.pending.items():
+            outcome = outcomes[u]
+            if isinstance(outcome, list):
+                result = outcome[i]
+                # A command that changed nothing (same traits again) points at the latest event.
+                position = positions.get(key) or self._latest_position(batch, key[0], positions)
+                outcome[i] = CommandResult(result.id, key[1], position)
+        for (u, i), event_id in batch.duplicates_in_batch.items():
+            outcome = outcomes[u]
+            claim = batch.claims[event_id]
+            if isinstance(outcome, list):
+                position = positions[(claim.originator_id, claim.version)]
+                outcome[i] = CommandResult(outcome[i].id, claim.version, position, duplicate=True)
+
+    @staticmethod
+    def _latest_position(
+        batch: _Batch, uid: UUID, positions: dict[tuple[UUID, int], int]
+    ) -> int:
+        mine = [p for (o, _v), p in positions.items() if o == uid]
+        return max(mine, default=0)
+
+    def _take_due_snapshots(self, batch: _Batch, touched: list[Customer]) -> None:
+        if self.snapshots is None:
+            return
+        interval = self.snapshot_interval
+        due = [
+            c for c in touched if c.version // interval > batch.versions_before.get(c.id, 0) // interval
+        ]
+        # Taken from the aggregate in hand: no re-read of the stream, whatever its length.
+        # The events are committed already, so a failed snapshot must not fail the command.
+        if due:
+            try:
+                self.snapshots.put([Snapshot.take(c) for c in due])
+            except PersistenceError:
+                logger.warning("snapshot of %d customers not taken", len(due), exc_info=True)
+
+    def _forget(self, batch: _Batch) -> None:
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for uid in batch.customers:
+            with contextlib.suppress(KeyError):
+                cache.get(uid, evict=True)
+
+    # ---------------------------------------------------------------- reads for the audit side
+
+    def customer_at(self, customer_id: str, version: int | None = None) -> Customer | None:
+        try:
+            return cast(Customer, self.repository.get(customer_uuid(customer_id), version=version))
+        except AggregateNotFoundError:
+            return None

@@ -1,0 +1,40 @@
+"""Consent purposes and what they allow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+
+class ConsentPurpose(str, Enum):
+    EMAIL = "EMAIL"
+    SMS = "SMS"
+    PERSONALIZATION = "PERSONALIZATION"
+    ANALYTICS = "ANALYTICS"
+
+
+class ConsentModel(str, Enum):
+    """How ANALYTICS consent gates tracking (PROFILES_CONSENT_MODEL)."""
+
+    OPT_OUT = "opt-out"  # tracked unless withdrawn
+    OPT_IN = "opt-in"  # tracked only once granted
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    purpose: ConsentPurpose
+    granted: bool
+    source: str | None
+    policy_version: str | None
+    changed_at: datetime
+
+    def supersedes(self, other: ConsentState | None) -> bool:
+        """Judged by event time: a change recorded late counts from when it happened."""
+        return other is None or self.changed_at >= other.changed_at
+
+
+def tracking_allowed(model: ConsentModel, analytics: ConsentState | None) -> bool:
+    if analytics is None:
+        return model is ConsentModel.OPT_OUT
+    return analytics.granted

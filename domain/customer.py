@@ -1,0 +1,137 @@
+"""The Customer aggregate: what a customer did and agreed to, as past-tense events.
+
+The aggregate keeps only what its decisions need (traits, current consents, erasure), so its
+snapshots stay small however long the history grows; interactions live in the events and in
+the read models, not in the aggregate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.consent import ConsentModel, ConsentPurpose, ConsentState, tracking_allowed
+from domain.ids import customer_uuid
+
+
+class Customer(Aggregate):
+    class Registered(Aggregate.Created):
+        customer_id: str
+
+    class InteractionRecorded(Aggregate.Event):
+        event_id: str
+        type: str
+        occurred_at: datetime
+        session_id: str | None
+        channel: str | None
+        properties: dict[str, Any]
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.interaction_count += 1
+
+    class TraitsUpdated(Aggregate.Event):
+        # A None value removes that trait.
+        traits: dict[str, Any]
+        source: str | None
+
+        def apply(self, aggregate: Customer) -> None:
+            for name, value in self.traits.items():
+                if value is None:
+                    aggregate.traits.pop(name, None)
+                else:
+                    aggregate.traits[name] = value
+
+    class ConsentChanged(Aggregate.Event):
+        purpose: str
+        source: str
+        policy_version: str | None
+        occurred_at: datetime
+
+        granted = True  # fixed by each concrete class below, not a field
+
+        def apply(self, aggregate: Customer) -> None:
+            state = ConsentState(
+                purpose=ConsentPurpose(self.purpose),
+                granted=self.granted,
+                source=self.source,
+                policy_version=self.policy_version,
+                changed_at=self.occurred_at,
+            )
+            if state.supersedes(aggregate.consents.get(self.purpose)):
+                aggregate.consents[self.purpose] = state
+
+    class ConsentGranted(ConsentChanged):
+        granted = True
+
+    class ConsentWithdrawn(ConsentChanged):
+        granted = False
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+        self.traits: dict[str, Any] = {}
+        # Keyed by purpose name: snapshots come back from JSON with string keys.
+        self.consents: dict[str, ConsentState] = {}
+        self.interaction_count = 0
+
+    @staticmethod
+    def create_id(customer_id: str) -> UUID:
+        return customer_uuid(customer_id)
+
+    @classmethod
+    def register(cls, customer_id: str, *, at: datetime) -> Customer:
+        return cls._create(cls.Registered, customer_id=customer_id, timestamp=at)
+
+    def tracking_allowed(self, model: ConsentModel) -> bool:
+        return tracking_allowed(model, self.consents.get(ConsentPurpose.ANALYTICS.value))
+
+    def record_interaction(
+        self,
+        *,
+        event_id: str,
+        type: str,  # noqa: A002 - the contract's field name
+        occurred_at: datetime,
+        session_id: str | None,
+        channel: str | None,
+        properties: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        self.trigger_event(
+            self.InteractionRecorded,
+            event_id=event_id,
+            type=type,
+            occurred_at=occurred_at,
+            session_id=session_id,
+            channel=channel,
+            properties=properties,
+            timestamp=at,
+        )
+
+    def update_traits(self, traits: dict[str, Any], *, source: str | None, at: datetime) -> None:
+        # Recording a no-op would grow history without saying anything new.
+        changes = {k: v for k, v in traits.items() if self.traits.get(k) != v}
+        if changes:
+            self.trigger_event(self.TraitsUpdated, traits=changes, source=source, timestamp=at)
+
+    def change_consent(
+        self,
+        purpose: ConsentPurpose,
+        *,
+        granted: bool,
+        source: str,
+        policy_version: str | None,
+        occurred_at: datetime,
+        at: datetime,
+    ) -> None:
+        # Every change is recorded, even one that an earlier-recorded later change overrides:
+        # the ledger must show what was said and when.
+        self.trigger_event(
+            self.ConsentGranted if granted else self.ConsentWithdrawn,
+            purpose=purpose.value,
+            source=source,
+            policy_version=policy_version,
+            occurred_at=occurred_at,
+            timestamp=at,
+        )

@@ -1,0 +1,42 @@
+"""Errors the domain raises. Outer layers translate them into transport codes (GraphQL, DLQ)."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a command can end with; `code` is the contract's error code."""
+
+    code = "BAD_USER_INPUT"
+
+
+class InvalidInput(DomainError):
+    """Input that can never succeed as sent; `field` is the path of the offending value."""
+
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class CustomerErased(DomainError):
+    code = "ERASED"
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id!r} was erased; commands for this id are refused")
+        self.customer_id = customer_id
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class Conflict(DomainError):
+    code = "CONFLICT"
+
+
+class StoreUnavailable(DomainError):
+    """A backing store did not answer; nothing was written and the command may be retried."""
+
+    code = "UNAVAILABLE"

@@ -1,0 +1,36 @@
+"""Interfaces the domain needs from the outside, implemented by adapters (and by test fakes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RecordedInteraction:
+    """Where an interaction's eventId was first stored."""
+
+    originator_id: UUID
+    version: int
+    position: int
+
+
+@dataclass(frozen=True)
+class InteractionKey:
+    """Passed to the recorder with the events, so the eventId is claimed in their transaction."""
+
+    event_id: str
+    originator_id: UUID
+    version: int
+
+
+@runtime_checkable
+class InteractionIndex(Protocol):
+    """Remembers every interaction eventId forever; a claim that collides fails the transaction."""
+
+    def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]: ...

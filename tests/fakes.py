@@ -1,0 +1,71 @@
+"""Hand-written fakes of our own interfaces, for tests that need no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder
+
+from domain.application import ProfileApplication
+from domain.ports import InteractionKey, RecordedInteraction
+
+
+class InMemoryRecorder(POPOApplicationRecorder):
+    """Events in memory, with eventId claims that fail the insert as Postgres's key would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: dict[str, RecordedInteraction] = {}
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        claims: Sequence[InteractionKey] = kwargs.get("interactions") or ()
+        with self._database_lock:
+            taken = [c.event_id for c in claims if c.event_id in self.claims]
+            if taken:
+                raise IntegrityError(f"eventIds already claimed: {taken}")
+            ids = self._insert_events(stored_events, **kwargs)
+            assert ids is not None
+            where = {
+                (e.originator_id, e.originator_version): n
+                for e, n in zip(stored_events, ids, strict=True)
+            }
+            for c in claims:
+                position = where[(c.originator_id, c.version)]
+                self.claims[c.event_id] = RecordedInteraction(c.originator_id, c.version, position)
+        return ids
+
+    def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]:
+        return {e: self.claims[e] for e in event_ids if e in self.claims}
+
+
+class InMemoryProfileApplication(ProfileApplication):
+    def construct_recorder(self) -> ApplicationRecorder:
+        return InMemoryRecorder()
+
+
+class FakeClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def memory_app(clock: FakeClock | None = None, **kwargs: Any) -> InMemoryProfileApplication:
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.popo",
+        "IS_SNAPSHOTTING_ENABLED": "y",
+        "AGGREGATE_CACHE_MAXSIZE": "1000",
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
+    return InMemoryProfileApplication(env, clock=clock or FakeClock(), **kwargs)
