@@ -1,4 +1,4 @@
-"""The Postgres event store: eventsourcing's recorder, plus eventIds claimed in the same transaction."""
+"""The Postgres event store: the library's recorder, plus eventIds claimed in the same commit."""
 
 from __future__ import annotations
 
@@ -128,7 +128,9 @@ def application_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def build_application(settings: Settings, clock: Clock, *, cache: bool = True) -> ProfileApplication:
+def build_application(
+    settings: Settings, clock: Clock, *, cache: bool = True
+) -> ProfileApplication:
     env = application_env(settings)
     if not cache:
         env["AGGREGATE_CACHE_MAXSIZE"] = ""

@@ -54,13 +54,19 @@ class Telemetry:
         )
         self._probes: list[ProjectionProbe] = []
         meter.create_observable_gauge(
-            "profiles.projection.position", callbacks=[self._observe(0)], description="last applied position"
+            "profiles.projection.position",
+            callbacks=[self._observe(0)],
+            description="last applied position",
         )
         meter.create_observable_gauge(
-            "profiles.projection.lag.events", callbacks=[self._observe(1)], description="head - position"
+            "profiles.projection.lag.events",
+            callbacks=[self._observe(1)],
+            description="head - position",
         )
         meter.create_observable_gauge(
-            "profiles.projection.lag.seconds", unit="s", callbacks=[self._observe(2)],
+            "profiles.projection.lag.seconds",
+            unit="s",
+            callbacks=[self._observe(2)],
             description="age of the newest applied event while behind",
         )
 

@@ -59,7 +59,9 @@ class RoleGraphQL(GraphQL[Context, None]):
         key = auth.removeprefix("Bearer ").strip() if auth else request.headers.get("x-api-key")
         roles = keys.get(key or "")
         if roles is None:
-            return _error(401, "UNAUTHENTICATED", "send a known API key as 'Authorization: Bearer KEY'")
+            return _error(
+                401, "UNAUTHENTICATED", "send a known API key as 'Authorization: Bearer KEY'"
+            )
         if self.role not in roles:
             return _error(
                 403, "FORBIDDEN", f"this key may use {sorted(roles)}, not the {self.role} endpoint"
@@ -69,7 +71,7 @@ class RoleGraphQL(GraphQL[Context, None]):
     async def get_context(self, request: Request, response: Any) -> Context:  # type: ignore[override]
         return Context(services=self.services, request=request)
 
-    async def process_result(  # type: ignore[override]
+    async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         response: GraphQLHTTPResponse = {"data": result.data}
@@ -109,7 +111,9 @@ def create_app(
     ]
 
     async def metrics(_: Request) -> Response:
-        return PlainTextResponse(telemetry.prometheus_text(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(
+            telemetry.prometheus_text(), media_type="text/plain; version=0.0.4"
+        )
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "roles": sorted(roles)})

@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from api.context import Context
 from api.scalars import JSON, Long, utc
-from api.schema_options import ProfileSchema, schema_extensions
+from api.schema_options import ProfileSchema
 from domain.errors import InvalidInput
 from domain.ids import customer_uuid
 from domain.normalise import format_utc
@@ -38,7 +38,7 @@ def _plain(value: Any) -> Any:
 @strawberry.type
 class RecordedEvent:
     version: int
-    position: Long | None  # type: ignore[valid-type]
+    position: Long | None
     type: str
     recorded_at: datetime
     occurred_at: datetime | None
@@ -50,11 +50,11 @@ class RecordedEvent:
         occurred = fields.get("occurred_at")
         return cls(
             version=event.originator_version,
-            position=position,
+            position=Long(position),
             type=type(event).__name__,
             recorded_at=utc(event.timestamp),  # type: ignore[arg-type]
             occurred_at=utc(occurred) if isinstance(occurred, datetime) else None,
-            data={_camel(k): _plain(v) for k, v in fields.items()},
+            data=JSON({_camel(k): _plain(v) for k, v in fields.items()}),
         )
 
 
@@ -93,4 +93,4 @@ class AuditQuery:
 
 
 def build_audit_schema() -> strawberry.Schema:
-    return ProfileSchema(query=AuditQuery, extensions=schema_extensions())
+    return ProfileSchema(query=AuditQuery)

@@ -12,7 +12,7 @@ from strawberry.types import Info
 from api.consent_types import ConsentPurpose
 from api.context import Context
 from api.scalars import JSON, Long
-from api.schema_options import ProfileSchema, schema_extensions
+from api.schema_options import ProfileSchema
 from domain import commands as c
 from domain.errors import InvalidInput
 
@@ -49,7 +49,7 @@ class TraitsInput:
 @strawberry.input
 class ConsentInput:
     customer_id: strawberry.ID
-    purpose: ConsentPurpose  # type: ignore[valid-type]
+    purpose: ConsentPurpose
     source: str = strawberry.field(
         description="Where it was captured: signup-form, preference-center, cookie-banner, ..."
     )
@@ -61,7 +61,7 @@ class ConsentInput:
 class CommandResult:
     id: strawberry.ID = strawberry.field(description="The customer id, or the segment id.")
     version: int = strawberry.field(description="Version of the aggregate after the command.")
-    position: Long = strawberry.field(  # type: ignore[valid-type]
+    position: Long = strawberry.field(
         description="Global position of the last event written (or of the original, for a "
         "duplicate). Pass it as minPosition to read your own write."
     )
@@ -73,7 +73,7 @@ class CommandResult:
         return cls(
             id=strawberry.ID(r.id),
             version=r.version,
-            position=r.position,
+            position=Long(r.position),
             duplicate=r.duplicate,
             suppressed=r.suppressed,
         )
@@ -168,6 +168,4 @@ class CommandQuery:
 
 
 def build_command_schema() -> strawberry.Schema:
-    return ProfileSchema(
-        query=CommandQuery, mutation=Mutation, extensions=schema_extensions()
-    )
+    return ProfileSchema(query=CommandQuery, mutation=Mutation)

@@ -7,15 +7,16 @@ from datetime import datetime
 import strawberry
 
 from api.scalars import utc
-from domain.consent import ConsentPurpose as DomainPurpose
+from domain.consent import ConsentPurpose
 from projections.profile import ConsentView
 
-ConsentPurpose = strawberry.enum(DomainPurpose, name="ConsentPurpose")
+# The domain's enum is the contract's: registering it keeps one definition of the purposes.
+strawberry.enum(ConsentPurpose, name="ConsentPurpose")
 
 
 @strawberry.type
 class ConsentState:
-    purpose: ConsentPurpose  # type: ignore[valid-type]
+    purpose: ConsentPurpose
     granted: bool
     source: str | None
     policy_version: str | None
@@ -30,3 +31,6 @@ class ConsentState:
             policy_version=v.policy_version,
             changed_at=utc(v.changed_at),
         )
+
+
+__all__ = ["ConsentPurpose", "ConsentState"]

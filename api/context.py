@@ -18,9 +18,9 @@ from domain.group_commit import GroupCommitter
 from domain.ports import Clock
 
 if TYPE_CHECKING:
+    from domain.application import ProfileApplication
     from projections.profile import ProfileQueries, ProfileView
     from projections.status import StatusReader
-    from domain.application import ProfileApplication
 
 
 class CommandBus:

@@ -13,7 +13,7 @@ from strawberry.types import Info
 from api.consent_types import ConsentState
 from api.context import Context
 from api.scalars import JSON, Long, utc
-from api.schema_options import ProfileSchema, schema_extensions
+from api.schema_options import ProfileSchema
 from domain.errors import InvalidInput
 from projections.profile import RECENT_KEPT, ProfileView
 
@@ -38,7 +38,7 @@ class Interaction:
             occurred_at=datetime.fromisoformat(str(item["occurredAt"])),
             channel=item.get("channel"),  # type: ignore[arg-type]
             session_id=item.get("sessionId"),  # type: ignore[arg-type]
-            properties=item.get("properties") or {},
+            properties=JSON(item.get("properties") or {}),
         )
 
 
@@ -56,7 +56,7 @@ class Profile:
 
     @strawberry.field(description="Contact and identity traits are always returned.")
     def traits(self) -> JSON:
-        return self.view.traits
+        return JSON(self.view.traits)
 
     @strawberry.field
     def consents(self) -> list[ConsentState]:
@@ -72,7 +72,7 @@ class Profile:
 
     @strawberry.field(description="Blank unless canPersonalize.")
     def interaction_counts(self) -> JSON:
-        return self.view.interaction_counts
+        return JSON(self.view.interaction_counts)
 
     @strawberry.field
     def first_seen_at(self) -> datetime | None:
@@ -99,9 +99,9 @@ class Profile:
 class ProjectionStatus:
     name: str
     version: int = strawberry.field(description="Read-model schema version being served.")
-    position: Long  # type: ignore[valid-type]
-    head_position: Long  # type: ignore[valid-type]
-    lag: Long  # type: ignore[valid-type]
+    position: Long
+    head_position: Long
+    lag: Long
     state: str
 
 
@@ -141,7 +141,7 @@ class Query:
         self,
         info: Info[Context, None],
         customer_id: strawberry.ID,
-        min_position: Long | None = None,  # type: ignore[valid-type]
+        min_position: Long | None = None,
     ) -> Profile | None:
         if min_position:
             await _wait_for(info.context, int(min_position))
@@ -166,9 +166,9 @@ class Query:
             ProjectionStatus(
                 name=s.name,
                 version=s.version,
-                position=s.position,
-                head_position=s.head,
-                lag=max(s.head - s.position, 0),
+                position=Long(s.position),
+                head_position=Long(s.head),
+                lag=Long(max(s.head - s.position, 0)),
                 state=s.state,
             )
             for s in await status.all()
@@ -176,4 +176,4 @@ class Query:
 
 
 def build_query_schema() -> strawberry.Schema:
-    return ProfileSchema(query=Query, extensions=schema_extensions())
+    return ProfileSchema(query=Query)

@@ -7,13 +7,19 @@ from typing import NewType
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
 
-Long = strawberry.scalar(
-    NewType("Long", int),
-    name="Long",
-    description="A 64-bit integer, sent as a JSON number",
-    serialize=int,
-    parse_value=int,
+Long = NewType("Long", int)
+
+SCALARS = StrawberryConfig(
+    scalar_map={
+        Long: strawberry.scalar(
+            name="Long",
+            description="A 64-bit integer, sent as a JSON number",
+            serialize=int,
+            parse_value=int,
+        )
+    }
 )
 
 
@@ -21,4 +27,4 @@ def utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
-__all__ = ["JSON", "Long", "utc"]
+__all__ = ["JSON", "SCALARS", "Long", "utc"]

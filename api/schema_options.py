@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext
 
+from api.scalars import SCALARS
 from domain.errors import DomainError
 
 
@@ -26,6 +28,9 @@ class OperationSpan(SchemaExtension):
 class ProfileSchema(strawberry.Schema):
     """Logs only the errors that are ours to fix: a caller's bad input is the caller's news."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(config=SCALARS, extensions=schema_extensions(), **kwargs)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -39,6 +44,11 @@ class ProfileSchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-def schema_extensions() -> list[SchemaExtension | type[SchemaExtension]]:
+def schema_extensions() -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
     # Parsing and validation dominate a small query's cost; caching them is most of the speed.
-    return [ParserCache(maxsize=1_000), ValidationCache(maxsize=1_000), OperationSpan]
+    # The caches live at module level, so a fresh extension per request still hits them.
+    return [
+        lambda: ParserCache(maxsize=1_000),
+        lambda: ValidationCache(maxsize=1_000),
+        OperationSpan,
+    ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
@@ -251,7 +251,10 @@ class ProfileApplication(Application[UUID]):
         return customer
 
     def _fill_positions(
-        self, outcomes: list[Outcome], batch: _Batch, positions: dict[tuple[UUID, int], int]
+        self,
+        outcomes: list[Outcome],
+        batch: _Batch,
+        positions: Mapping[tuple[UUID | str, int], int],
     ) -> None:
         for (u, i), key in batch.pending.items():
             outcome = outcomes[u]
@@ -269,7 +272,7 @@ class ProfileApplication(Application[UUID]):
 
     @staticmethod
     def _latest_position(
-        batch: _Batch, uid: UUID, positions: dict[tuple[UUID, int], int]
+        batch: _Batch, uid: UUID, positions: Mapping[tuple[UUID | str, int], int]
     ) -> int:
         mine = [p for (o, _v), p in positions.items() if o == uid]
         return max(mine, default=0)
@@ -279,7 +282,9 @@ class ProfileApplication(Application[UUID]):
             return
         interval = self.snapshot_interval
         due = [
-            c for c in touched if c.version // interval > batch.versions_before.get(c.id, 0) // interval
+            c
+            for c in touched
+            if c.version // interval > batch.versions_before.get(c.id, 0) // interval
         ]
         # Taken from the aggregate in hand: no re-read of the stream, whatever its length.
         # The events are committed already, so a failed snapshot must not fail the command.

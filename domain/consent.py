@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 
-class ConsentPurpose(str, Enum):
+class ConsentPurpose(StrEnum):
     EMAIL = "EMAIL"
     SMS = "SMS"
     PERSONALIZATION = "PERSONALIZATION"
     ANALYTICS = "ANALYTICS"
 
 
-class ConsentModel(str, Enum):
+class ConsentModel(StrEnum):
     """How ANALYTICS consent gates tracking (PROFILES_CONSENT_MODEL)."""
 
     OPT_OUT = "opt-out"  # tracked unless withdrawn

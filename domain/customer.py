@@ -91,7 +91,7 @@ class Customer(Aggregate):
         self,
         *,
         event_id: str,
-        type: str,  # noqa: A002 - the contract's field name
+        type: str,
         occurred_at: datetime,
         session_id: str | None,
         channel: str | None,

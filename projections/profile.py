@@ -214,7 +214,9 @@ class ProfileQueries:
     async def get(self, customer_id: str, recent: int = 10) -> ProfileView | None:
         return (await self.get_many([customer_id], recent))[0]
 
-    async def get_many(self, customer_ids: Sequence[str], recent: int = 10) -> list[ProfileView | None]:
+    async def get_many(
+        self, customer_ids: Sequence[str], recent: int = 10
+    ) -> list[ProfileView | None]:
         # MULTI/EXEC: a profile is never read half-way through a projector's batch.
         async with self._client.pipeline(transaction=True) as pipe:
             for cid in customer_ids:
@@ -225,5 +227,7 @@ class ProfileQueries:
         views: list[ProfileView | None] = []
         for i, cid in enumerate(customer_ids):
             fields, items = replies[2 * i], replies[2 * i + 1]
-            views.append(parse_profile(cid, fields, items if recent > 0 else []) if fields else None)
+            views.append(
+                parse_profile(cid, fields, items if recent > 0 else []) if fields else None
+            )
         return views

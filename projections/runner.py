@@ -8,10 +8,10 @@ by the script, so nothing is lost or applied twice.
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager, nullcontext
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -24,8 +24,11 @@ logger = logging.getLogger(__name__)
 
 
 class ReadModel(Protocol):
-    name: str
-    version: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
 
     @property
     def tracking_key(self) -> str: ...

@@ -20,7 +20,9 @@ class InMemoryRecorder(POPOApplicationRecorder):
         super().__init__()
         self.claims: dict[str, RecordedInteraction] = {}
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         claims: Sequence[InteractionKey] = kwargs.get("interactions") or ()
         with self._database_lock:
             taken = [c.event_id for c in claims if c.event_id in self.claims]

@@ -7,19 +7,28 @@ from datetime import timedelta
 import pytest
 
 from domain.commands import ChangeConsent, RecordInteraction, UpdateTraits
-from domain.consent import ConsentModel, ConsentPurpose
+from domain.consent import ConsentModel
 from domain.customer import Customer
 from domain.errors import InvalidInput
 from tests.fakes import FakeClock, memory_app
 
 
-def interaction(event_id: str, customer: str = "c-1", clock: FakeClock | None = None, **extra: object) -> RecordInteraction:
+def interaction(
+    event_id: str, customer: str = "c-1", clock: FakeClock | None = None, **extra: object
+) -> RecordInteraction:
     now = (clock or FakeClock())()
-    raw = {"eventId": event_id, "customerId": customer, "type": "page_view", "occurredAt": now.isoformat()}
+    raw = {
+        "eventId": event_id,
+        "customerId": customer,
+        "type": "page_view",
+        "occurredAt": now.isoformat(),
+    }
     return RecordInteraction.parse({**raw, **extra}, now=now, field="input")
 
 
-def consent(granted: bool, purpose: str = "ANALYTICS", customer: str = "c-1", **extra: object) -> ChangeConsent:
+def consent(
+    granted: bool, purpose: str = "ANALYTICS", customer: str = "c-1", **extra: object
+) -> ChangeConsent:
     raw = {"customerId": customer, "purpose": purpose, "source": "signup-form", **extra}
     return ChangeConsent.parse(raw, granted=granted, now=FakeClock()(), field="input")
 
@@ -79,7 +88,9 @@ def test_late_recorded_older_consent_change_does_not_override_a_newer_one() -> N
 
 def test_unchanged_traits_record_no_event() -> None:
     app = memory_app()
-    update = UpdateTraits.parse({"customerId": "c-1", "traits": {"email": " A@B.example "}}, field="input")
+    update = UpdateTraits.parse(
+        {"customerId": "c-1", "traits": {"email": " A@B.example "}}, field="input"
+    )
     first = app.update_traits(update)
     second = app.update_traits(update)
     assert first.version == second.version == 2
@@ -89,8 +100,12 @@ def test_unchanged_traits_record_no_event() -> None:
 
 def test_null_trait_removes_it() -> None:
     app = memory_app()
-    app.update_traits(UpdateTraits.parse({"customerId": "c-1", "traits": {"phone": "+49 170 1234567"}}, field="i"))
-    app.update_traits(UpdateTraits.parse({"customerId": "c-1", "traits": {"phone": None}}, field="i"))
+    app.update_traits(
+        UpdateTraits.parse({"customerId": "c-1", "traits": {"phone": "+49 170 1234567"}}, field="i")
+    )
+    app.update_traits(
+        UpdateTraits.parse({"customerId": "c-1", "traits": {"phone": None}}, field="i")
+    )
     customer = app.customer_at("c-1")
     assert customer is not None and customer.traits == {}
 
@@ -126,5 +141,7 @@ def test_customer_rebuilt_from_a_snapshot_equals_the_live_one() -> None:
     rebuilt = app.customer_at("c-1", version=live.version)
     assert rebuilt is not None and rebuilt is not live
     assert (rebuilt.version, rebuilt.consents, rebuilt.interaction_count) == (
-        live.version, live.consents, live.interaction_count
+        live.version,
+        live.consents,
+        live.interaction_count,
     )

@@ -1,0 +1,144 @@
+"""The `profiles` command: dev, serve, migrate, project."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from adapters.migrate import MigrationError, migrate, status
+from adapters.settings import ConfigurationError, Settings
+from adapters.telemetry import setup_telemetry
+
+logger = logging.getLogger("profiles")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="profiles", description="Event-sourced customer-profile service."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser(
+        "dev",
+        help="start embedded Postgres and Valkey (unless DATABASE_URL / REDIS_URL are set), "
+        "migrate, and serve all three sides plus the projector on one port",
+    )
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--data-dir", type=Path, help="where embedded servers keep their data")
+
+    serve = sub.add_parser("serve", help="serve GraphQL for one role or all (production)")
+    serve.add_argument("--role", choices=["all", "commands", "query", "audit"], default="all")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument(
+        "--project", action="store_true", help="also run the projector in this process"
+    )
+
+    mig = sub.add_parser("migrate", help="apply pending SQL migrations (DATABASE_URL)")
+    mig.add_argument("--status", action="store_true", help="list applied and pending migrations")
+
+    sub.add_parser("project", help="run the projector: keep the Redis read models live")
+    return parser
+
+
+def _serve(settings: Settings, role: str, host: str, port: int, project: bool) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(settings, role, project=project)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters.embedded import start_stack
+
+    if args.data_dir is not None:
+        settings = replace(settings, data_dir=args.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    print(f"starting embedded servers in {settings.data_dir.resolve()} ...", flush=True)
+    settings, stop = start_stack(settings, kafka=False, temporary=False)
+    try:
+        applied = migrate(str(settings.database_url))
+        print(f"migrations applied: {', '.join(applied) or 'none pending'}")
+        base = f"http://{args.host}:{args.port}"
+        print(
+            f"\n  commands  {base}/commands/graphql\n  query     {base}/graphql\n"
+            f"  audit     {base}/audit/graphql\n  metrics   {base}/metrics\n\n"
+            f"  DATABASE_URL={settings.database_url}\n  REDIS_URL={settings.redis_url}\n"
+            "\nGraphiQL opens at each GraphQL URL in a browser. Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        _serve(settings, "all", args.host, args.port, project=True)
+    finally:
+        stop()
+    return 0
+
+
+def _project(settings: Settings) -> int:
+    from api.bootstrap import build_projector
+
+    telemetry = setup_telemetry(settings)
+    projector, reader, wakeup = build_projector(settings, telemetry)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logger.info("projector following the event store")
+    try:
+        projector.run(stop, wakeup, settings.projection_poll_seconds)
+    finally:
+        wakeup.close()
+        reader.close()
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.database_url:
+        print("DATABASE_URL is not set: say which Postgres to migrate", file=sys.stderr)
+        return 2
+    if args.status:
+        for m in status(settings.database_url):
+            state = "applied " + m.applied_at.isoformat() if m.applied_at else "pending"
+            changed = "" if m.checksum_ok else "  (file changed since it was applied!)"
+            print(f"{m.version:04d}  {m.name:<40} {state}{changed}")
+        return 0
+    applied = migrate(settings.database_url)
+    print("applied: " + (", ".join(applied) if applied else "nothing, the schema is current"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "dev":
+            return _dev(args, settings)
+        if args.command == "migrate":
+            return _migrate(args, settings)
+        if not settings.database_url or not settings.redis_url:
+            print(
+                f"profiles {args.command} needs DATABASE_URL and REDIS_URL "
+                "(or use 'profiles dev', which starts embedded servers)",
+                file=sys.stderr,
+            )
+            return 2
+        if args.command == "project":
+            return _project(settings)
+        _serve(settings, args.role, args.host, args.port, args.project)
+        return 0
+    except (ConfigurationError, MigrationError) as error:
+        print(f"profiles: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
