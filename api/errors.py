@@ -5,9 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis.exceptions
+from eventsourcing.persistence import InterfaceError, OperationalError
 from graphql import GraphQLError
 
 from domain.errors import DomainError
+
+UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OperationalError,
+    InterfaceError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +35,11 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         extensions["code"] = original.code
         if field := getattr(original, "field", None):
             extensions["field"] = field
+    elif isinstance(original, UNAVAILABLE):
+        # The query side's Redis or the audit side's Postgres did not answer.
+        logger.warning("backing store unavailable: %s", original)
+        formatted["message"] = f"a backing store is unavailable; retry later ({original})"
+        extensions["code"] = "UNAVAILABLE"
     elif original is None or isinstance(original, GraphQLError):
         # Parse, validation and scalar coercion errors: the request itself is malformed.
         extensions.setdefault("code", "BAD_USER_INPUT")

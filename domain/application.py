@@ -153,6 +153,8 @@ class ProfileApplication(Application[UUID]):
         self, units: Sequence[Sequence[Command]], batch: _Batch, failed: dict[int, DomainError]
     ) -> list[Outcome]:
         now = self.clock()
+        if now.utcoffset() is None:
+            raise ValueError("the application clock must return aware UTC datetimes")
         known = self.interaction_index.find_interactions(
             [c.event_id for unit in units for c in unit if isinstance(c, RecordInteraction)]
         )
