@@ -1,4 +1,4 @@
-"""Invariant 2 under fire: a projector SIGKILLed at random points converges, counting nothing twice."""
+"""Invariant 2 under fire: a projector SIGKILLed at random points converges, counting once."""
 
 from __future__ import annotations
 
