@@ -14,7 +14,8 @@ from adapters.settings import Settings
 from adapters.telemetry import Telemetry
 from adapters.wakeup import PostgresWakeup
 from api.context import CommandBus, Services
-from domain.application import Outcome, ProfileApplication, utc_now
+from domain.application import ProfileApplication, utc_now
+from domain.batch import Outcome
 from domain.commands import Command
 from domain.group_commit import Execute, GroupCommitter
 from domain.ports import Clock

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import cast
 from uuid import UUID
@@ -19,13 +18,12 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import (
     IntegrityError,
-    InterfaceError,
     JSONTranscoder,
-    OperationalError,
     PersistenceError,
     ProgrammingError,
 )
 
+from domain.batch import Batch, Outcome
 from domain.commands import ChangeConsent, Command, CommandResult, RecordInteraction, UpdateTraits
 from domain.consent import ConsentModel
 from domain.customer import Customer
@@ -34,7 +32,6 @@ from domain.ids import customer_uuid
 from domain.ports import Clock, InteractionIndex, InteractionKey, RecordedInteraction
 from domain.transcodings import ConsentStateAsDict
 
-Outcome = list[CommandResult] | DomainError
 logger = logging.getLogger(__name__)
 
 
@@ -46,18 +43,6 @@ class _UnitFailed(Exception):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class _Batch:
-    """Bookkeeping for one transaction: aggregates touched and where each result will point."""
-
-    customers: dict[UUID, Customer | None] = field(default_factory=dict)
-    versions_before: dict[UUID, int] = field(default_factory=dict)
-    claims: dict[str, InteractionKey] = field(default_factory=dict)
-    # (unit index, command index) -> (originator id, version) whose position is the result's
-    pending: dict[tuple[int, int], tuple[UUID, int]] = field(default_factory=dict)
-    duplicates_in_batch: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 class ProfileApplication(Application[UUID]):
@@ -120,7 +105,7 @@ class ProfileApplication(Application[UUID]):
         failed: dict[int, DomainError] = {}
         attempt = 0
         while attempt <= self.retries:
-            batch = _Batch()
+            batch = Batch()
             try:
                 return self._execute_once(units, batch, failed)
             except _UnitFailed as failure:
@@ -132,17 +117,11 @@ class ProfileApplication(Application[UUID]):
                 # A stale cached aggregate or an eventId claimed meanwhile: reload and decide again.
                 self._forget(batch)
                 attempt += 1
-            except (OperationalError, InterfaceError) as error:
+            except BaseException as error:
+                # Nothing was committed, but cached aggregates may hold the uncommitted changes.
                 self._forget(batch)
-                raise StoreUnavailable(f"the event store did not answer: {error}") from None
-            except ProgrammingError:
-                self._forget(batch)
-                raise
-            except PersistenceError as error:
-                self._forget(batch)
-                raise StoreUnavailable(f"the event store failed: {error}") from None
-            except BaseException:
-                self._forget(batch)
+                if isinstance(error, PersistenceError) and not isinstance(error, ProgrammingError):
+                    raise StoreUnavailable(f"the event store did not answer: {error}") from None
                 raise
         raise Conflict(
             f"concurrent writes to the same customers kept conflicting after {self.retries} "
@@ -150,7 +129,7 @@ class ProfileApplication(Application[UUID]):
         )
 
     def _execute_once(
-        self, units: Sequence[Sequence[Command]], batch: _Batch, failed: dict[int, DomainError]
+        self, units: Sequence[Sequence[Command]], batch: Batch, failed: dict[int, DomainError]
     ) -> list[Outcome]:
         now = self.clock()
         if now.utcoffset() is None:
@@ -180,14 +159,14 @@ class ProfileApplication(Application[UUID]):
             self._take_due_snapshots(batch, touched)
         else:
             positions = {}
-        self._fill_positions(outcomes, batch, positions)
+        batch.fill_positions(outcomes, positions)
         return outcomes
 
     def _apply(
         self,
         command: Command,
         slot: tuple[int, int],
-        batch: _Batch,
+        batch: Batch,
         known: dict[str, RecordedInteraction],
         now: datetime,
     ) -> CommandResult:
@@ -236,7 +215,7 @@ class ProfileApplication(Application[UUID]):
         batch.pending[slot] = (customer.id, customer.version)
         return CommandResult(cid, customer.version, 0)
 
-    def _load(self, customer_id: str, batch: _Batch) -> Customer | None:
+    def _load(self, customer_id: str, batch: Batch) -> Customer | None:
         uid = customer_uuid(customer_id)
         if uid not in batch.customers:
             try:
@@ -247,39 +226,12 @@ class ProfileApplication(Application[UUID]):
             batch.versions_before[uid] = customer.version if customer else 0
         return batch.customers[uid]
 
-    def _register(self, customer_id: str, batch: _Batch, now: datetime) -> Customer:
+    def _register(self, customer_id: str, batch: Batch, now: datetime) -> Customer:
         customer = Customer.register(customer_id, at=now)
         batch.customers[customer.id] = customer
         return customer
 
-    def _fill_positions(
-        self,
-        outcomes: list[Outcome],
-        batch: _Batch,
-        positions: Mapping[tuple[UUID | str, int], int],
-    ) -> None:
-        for (u, i), key in batch.pending.items():
-            outcome = outcomes[u]
-            if isinstance(outcome, list):
-                result = outcome[i]
-                # A command that changed nothing (same traits again) points at the latest event.
-                position = positions.get(key) or self._latest_position(batch, key[0], positions)
-                outcome[i] = CommandResult(result.id, key[1], position)
-        for (u, i), event_id in batch.duplicates_in_batch.items():
-            outcome = outcomes[u]
-            claim = batch.claims[event_id]
-            if isinstance(outcome, list):
-                position = positions[(claim.originator_id, claim.version)]
-                outcome[i] = CommandResult(outcome[i].id, claim.version, position, duplicate=True)
-
-    @staticmethod
-    def _latest_position(
-        batch: _Batch, uid: UUID, positions: Mapping[tuple[UUID | str, int], int]
-    ) -> int:
-        mine = [p for (o, _v), p in positions.items() if o == uid]
-        return max(mine, default=0)
-
-    def _take_due_snapshots(self, batch: _Batch, touched: list[Customer]) -> None:
+    def _take_due_snapshots(self, batch: Batch, touched: list[Customer]) -> None:
         if self.snapshots is None:
             return
         interval = self.snapshot_interval
@@ -296,7 +248,7 @@ class ProfileApplication(Application[UUID]):
             except PersistenceError:
                 logger.warning("snapshot of %d customers not taken", len(due), exc_info=True)
 
-    def _forget(self, batch: _Batch) -> None:
+    def _forget(self, batch: Batch) -> None:
         cache = self.repository.cache
         if cache is None:
             return

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from domain.application import Outcome
+from domain.batch import Outcome
 from domain.commands import Command
 
 Execute = Callable[[Sequence[Sequence[Command]]], list[Outcome]]
