@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
@@ -41,6 +42,11 @@ class ProfileRecorder(PostgresApplicationRecorder):
             "WHERE originator_id = %s AND originator_version > %s "
             "ORDER BY originator_version LIMIT %s"
         ).format(t=Identifier(self.datastore.schema, events_table_name))
+        self._positions = SQL(
+            "SELECT e.originator_id, e.originator_version, e.notification_id FROM {t} e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+            "ON e.originator_id = k.id AND e.originator_version = k.v"
+        ).format(t=Identifier(self.datastore.schema, events_table_name))
         self._find = SQL(
             "SELECT event_id, originator_id, originator_version, notification_id FROM {t} "
             "WHERE event_id = ANY(%s)"
@@ -64,6 +70,20 @@ class ProfileRecorder(PostgresApplicationRecorder):
                 )
                 for row in curs.fetchall()
             ]
+
+    def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
+        if not keys:
+            return {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self._positions,
+                ([k[0] for k in keys], [k[1] for k in keys]),
+                prepare=True,
+            )
+            return {
+                (row["originator_id"], row["originator_version"]): row["notification_id"]
+                for row in curs.fetchall()
+            }
 
     def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]:
         if not event_ids:
@@ -117,6 +137,7 @@ def application_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_PASSWORD": str(params.get("password", "")),
         "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.postgres_pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": str(settings.postgres_connect_timeout),
         # Our own migrations own the schema (profiles migrate).
         "CREATE_TABLE": "n",
         "IS_SNAPSHOTTING_ENABLED": "y",
@@ -128,12 +149,22 @@ def application_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def ping(database_url: str, timeout: int = 1) -> None:
+    """Raises unless Postgres answers within `timeout` seconds (readiness, not the pool)."""
+    with psycopg.connect(database_url, connect_timeout=timeout) as conn:
+        conn.execute("SELECT 1")
+
+
 def build_application(
     settings: Settings, clock: Clock, *, cache: bool = True
 ) -> ProfileApplication:
     env = application_env(settings)
     if not cache:
         env["AGGREGATE_CACHE_MAXSIZE"] = ""
+    # The library reads PROFILES_<KEY> before <KEY> and merges os.environ under our values:
+    # setting both spellings keeps a stray PROFILES_POSTGRES_HOST in the environment out.
+    prefix = ProfileApplication.name.upper()
+    env.update({f"{prefix}_{key}": value for key, value in list(env.items())})
     return ProfileApplication(
         env,
         clock=clock,

@@ -78,6 +78,9 @@ class Settings:
     command_retries: int = 3  # PROFILES_COMMAND_RETRIES (optimistic-concurrency retries)
     group_commit_max: int = 1_000  # PROFILES_GROUP_COMMIT_MAX (commands per transaction)
     postgres_pool_size: int = 4  # PROFILES_POSTGRES_POOL_SIZE
+    # PROFILES_POSTGRES_CONNECT_TIMEOUT: how long a command waits for a connection before it
+    # answers UNAVAILABLE (the library's own default, 30 s, times 10 retries, hangs for minutes).
+    postgres_connect_timeout: int = 2
     projection_batch: int = 1_000  # PROFILES_PROJECTION_BATCH (events per Redis transaction)
     projection_poll_seconds: float = 1.0  # PROFILES_PROJECTION_POLL_SECONDS (NOTIFY fallback)
     min_position_timeout: float = 2.0  # PROFILES_MIN_POSITION_TIMEOUT (seconds)
@@ -108,6 +111,7 @@ class Settings:
             command_retries=_int(env, "PROFILES_COMMAND_RETRIES", 3),
             group_commit_max=_int(env, "PROFILES_GROUP_COMMIT_MAX", 1_000, minimum=1),
             postgres_pool_size=_int(env, "PROFILES_POSTGRES_POOL_SIZE", 4, minimum=1),
+            postgres_connect_timeout=_int(env, "PROFILES_POSTGRES_CONNECT_TIMEOUT", 2, minimum=1),
             projection_batch=_int(env, "PROFILES_PROJECTION_BATCH", 1_000, minimum=1),
             projection_poll_seconds=_float(env, "PROFILES_PROJECTION_POLL_SECONDS", 1.0),
             min_position_timeout=_float(env, "PROFILES_MIN_POSITION_TIMEOUT", 2.0),

@@ -24,6 +24,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from adapters.settings import Settings
 
+# Latencies from half a millisecond (a cached query) to seconds (a store outage).
+SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+COUNTS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000]
+
 # (read model name) -> (position, head, lag seconds)
 ProjectionProbe = Callable[[], Mapping[str, tuple[int, int, float]]]
 
@@ -38,19 +42,29 @@ class Telemetry:
     def __post_init__(self) -> None:
         meter = self.meter_provider.get_meter("profiles")
         self.command_duration = meter.create_histogram(
-            "profiles.command.duration", unit="s", description="GraphQL command latency"
+            "profiles.command.duration",
+            unit="s",
+            description="GraphQL mutation latency",
+            explicit_bucket_boundaries_advisory=SECONDS,
         )
         self.query_duration = meter.create_histogram(
-            "profiles.query.duration", unit="s", description="GraphQL query latency"
+            "profiles.query.duration",
+            unit="s",
+            description="GraphQL query latency (query and audit sides)",
+            explicit_bucket_boundaries_advisory=SECONDS,
         )
         self.events_appended = meter.create_counter(
             "profiles.events.appended", description="events written to the event store"
         )
         self.group_commit_units = meter.create_histogram(
-            "profiles.group_commit.units", description="command units per transaction"
+            "profiles.group_commit.units",
+            description="command units per transaction",
+            explicit_bucket_boundaries_advisory=COUNTS,
         )
         self.projection_batch = meter.create_histogram(
-            "profiles.projection.batch.events", description="events per projection batch"
+            "profiles.projection.batch.events",
+            description="events per projection batch",
+            explicit_bucket_boundaries_advisory=COUNTS,
         )
         self._probes: list[ProjectionProbe] = []
         meter.create_observable_gauge(

@@ -77,6 +77,9 @@ class RoleGraphQL(GraphQL[Context, None]):
         response: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             response["errors"] = [format_error(e) for e in result.errors]
+        stale = getattr(request.state, "read_your_writes", None)
+        if stale is not None:
+            response["extensions"] = {"readYourWrites": stale}
         return response
 
 
@@ -118,7 +121,13 @@ def create_app(
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "roles": sorted(roles)})
 
-    routes += [Route("/metrics", metrics), Route("/healthz", health)]
+    async def ready(_: Request) -> Response:
+        """Ready when every store this process's roles use answers."""
+        checks = await services.check_stores()
+        status = 200 if all(v == "ok" for v in checks.values()) else 503
+        return JSONResponse({"status": "ok" if status == 200 else "unavailable", **checks}, status)
+
+    routes += [Route("/metrics", metrics), Route("/healthz", health), Route("/readyz", ready)]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
 
-from adapters.event_store import build_application
+from adapters.event_store import build_application, ping
 from adapters.settings import Settings
 from adapters.telemetry import Telemetry
 from adapters.wakeup import PostgresWakeup
@@ -49,17 +50,25 @@ def build_services(
             _counting(app, telemetry), max_commands=settings.group_commit_max, on_batch=observe
         )
         services.commands = CommandBus(committer)
+        services.probes["postgres"] = _postgres_probe(settings)
         services.closers += [committer.close, app.close]
     if "query" in roles:
         client = aioredis.Redis.from_url(str(settings.redis_url), decode_responses=True)
         services.profiles = ProfileQueries(client, ProfileKeys(settings.redis_namespace))
         services.status = StatusReader(client, _tracked(settings))
         services.closers.append(client.aclose)
+        services.probes["redis"] = client.ping
     if "audit" in roles:
         audit = build_application(settings, clock, cache=False)
         services.audit_app = audit
+        services.probes["postgres"] = _postgres_probe(settings)
         services.closers.append(audit.close)
     return services
+
+
+def _postgres_probe(settings: Settings) -> Callable[[], Awaitable[None]]:
+    url = str(settings.database_url)
+    return lambda: asyncio.to_thread(ping, url)
 
 
 def _counting(app: ProfileApplication, telemetry: Telemetry) -> Execute:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -104,11 +103,9 @@ def _consent(i: ConsentInput) -> Mapping[str, object]:
 async def _run(info: Info[Context, None], unit: list[c.Command], op: str) -> list[CommandResult]:
     services = info.context.services
     assert services.commands is not None, "command side not wired"
-    started = time.perf_counter()
     # The write itself runs on the group-commit thread, shared with other operations.
     with services.telemetry.span("event_store.write", operation=op, commands=len(unit)):
         results = await services.commands.run(unit)
-    services.telemetry.command_duration.record(time.perf_counter() - started, {"operation": op})
     return [CommandResult.of(r) for r in results]
 
 

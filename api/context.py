@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,18 @@ class Services:
     status: StatusReader | None = None
     audit_app: ProfileApplication | None = None
     closers: list[Any] = field(default_factory=list)
+    # Name -> a cheap call that raises when that store is down (readiness).
+    probes: dict[str, Callable[[], Awaitable[object]]] = field(default_factory=dict)
+
+    async def check_stores(self) -> dict[str, str]:
+        results: dict[str, str] = {}
+        for name, probe in self.probes.items():
+            try:
+                await asyncio.wait_for(probe(), timeout=2)
+                results[name] = "ok"
+            except Exception as error:
+                results[name] = f"unavailable: {type(error).__name__}"
+        return results
 
 
 @dataclass

@@ -117,12 +117,23 @@ def _loader(context: Context) -> DataLoader[str, ProfileView | None]:
 
 
 async def _wait_for(context: Context, position: int) -> None:
-    """Read-your-writes: poll the projector's position until it passes `position`, bounded."""
+    """Read-your-writes: poll the projector's position until it passes `position`, bounded.
+
+    A timeout still answers (a send must not fail for a slow projector) but says so in the
+    response's `extensions.readYourWrites`, so the caller can tell the data may be older.
+    """
     status = context.services.status
     assert status is not None
     deadline = time.monotonic() + context.services.settings.min_position_timeout
     pause = 0.001
-    while await status.lowest_position() < position and time.monotonic() < deadline:
+    while (reached := await status.lowest_position()) < position:
+        if time.monotonic() >= deadline:
+            context.request.state.read_your_writes = {
+                "minPosition": position,
+                "reached": False,
+                "position": reached,
+            }
+            return
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.02)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
 
 from api.scalars import SCALARS
 from domain.errors import DomainError
@@ -21,8 +23,16 @@ class OperationSpan(SchemaExtension):
         context = self.execution_context.context
         telemetry = context.services.telemetry
         name = self.execution_context.operation_name or "anonymous"
+        started = time.perf_counter()
         with telemetry.span(f"graphql {name}"):
             yield
+        elapsed = time.perf_counter() - started
+        try:
+            mutation = self.execution_context.operation_type is OperationType.MUTATION
+        except RuntimeError:  # the document did not parse: no operation to classify
+            mutation = False
+        histogram = telemetry.command_duration if mutation else telemetry.query_duration
+        histogram.record(elapsed, {"operation": name})
 
 
 class ProfileSchema(strawberry.Schema):

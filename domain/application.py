@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import cast
 from uuid import UUID
@@ -29,7 +30,7 @@ from domain.consent import ConsentModel
 from domain.customer import Customer
 from domain.errors import Conflict, DomainError, StoreUnavailable
 from domain.ids import customer_uuid
-from domain.ports import Clock, InteractionIndex, InteractionKey, RecordedInteraction
+from domain.ports import Clock, EventIndex, InteractionKey, RecordedInteraction
 from domain.transcodings import ConsentStateAsDict
 
 logger = logging.getLogger(__name__)
@@ -63,12 +64,12 @@ class ProfileApplication(Application[UUID]):
         self.consent_model = consent_model
         self.snapshot_interval = snapshot_interval
         self.retries = retries
-        if not isinstance(self.recorder, InteractionIndex):
+        if not isinstance(self.recorder, EventIndex):
             raise TypeError(
                 f"{type(self.recorder).__name__} cannot remember interaction eventIds; configure "
-                "APPLICATION_RECORDER_TOPIC with a recorder that implements InteractionIndex"
+                "APPLICATION_RECORDER_TOPIC with a recorder that implements EventIndex"
             )
-        self.interaction_index: InteractionIndex = self.recorder
+        self.event_index: EventIndex = self.recorder
         self.events_written = 0  # monotonic; metrics read the difference
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
@@ -134,7 +135,7 @@ class ProfileApplication(Application[UUID]):
         now = self.clock()
         if now.utcoffset() is None:
             raise ValueError("the application clock must return aware UTC datetimes")
-        known = self.interaction_index.find_interactions(
+        known = self.event_index.find_interactions(
             [c.event_id for unit in units for c in unit if isinstance(c, RecordInteraction)]
         )
         outcomes: list[Outcome] = []
@@ -160,7 +161,28 @@ class ProfileApplication(Application[UUID]):
         else:
             positions = {}
         batch.fill_positions(outcomes, positions)
+        self._point_unwritten_at_latest(outcomes)
         return outcomes
+
+    def _point_unwritten_at_latest(self, outcomes: list[Outcome]) -> None:
+        """A command that wrote nothing (suppressed, no change) returns the position of the
+        customer's latest event, so that reading with it as minPosition shows that state."""
+        wanted = {
+            (customer_uuid(r.id), r.version): None
+            for outcome in outcomes
+            if isinstance(outcome, list)
+            for r in outcome
+            if r.position == 0 and r.version > 0
+        }
+        if not wanted:
+            return
+        found = self.event_index.find_positions(list(wanted))
+        for outcome in outcomes:
+            if isinstance(outcome, list):
+                for i, r in enumerate(outcome):
+                    position = found.get((customer_uuid(r.id), r.version))
+                    if r.position == 0 and position:
+                        outcome[i] = replace(r, position=position)
 
     def _apply(
         self,

@@ -30,7 +30,12 @@ class InteractionKey:
 
 
 @runtime_checkable
-class InteractionIndex(Protocol):
-    """Remembers every interaction eventId forever; a claim that collides fails the transaction."""
+class EventIndex(Protocol):
+    """Finds stored events: interactions by eventId (claimed forever), any event by stream version.
+
+    A claim that collides with an earlier one fails the transaction that made it.
+    """
 
     def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]: ...
+
+    def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]: ...

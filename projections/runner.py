@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
+from redis.exceptions import ResponseError
 
 from projections.ops import APPLY_BATCH, Op, encode
 
@@ -86,42 +87,61 @@ class Projector:
         return int(raw) if raw else 0
 
     def catch_up(self, until: int | None = None) -> int:
-        """Applies every stored event (up to `until`); returns how many events were applied."""
+        """Applies every stored event (up to `until`); returns how many events were applied.
+
+        Each page is read and decoded once, then offered to every read model still behind it.
+        """
         done = 0
         head = self._recorder.max_notification_id() or 0
-        for model in self._models:
-            position = self.position(model)
-            while position < (until or head):
-                applied, position = self._step(model, position, until)
-                if applied == 0:
-                    break
+        target = until or head
+        positions = {m.name: self.position(m) for m in self._models}
+        while (start := min(positions.values(), default=target)) < target:
+            page = self._recorder.select_notifications(
+                start=start, limit=self._batch_size, stop=target, inclusive_of_start=False
+            )
+            if not page:
+                break
+            events = [(n.id, self._mapper.to_domain_event(n)) for n in page]
+            for model in self._models:
+                applied, positions[model.name] = self._apply_page(
+                    model, positions[model.name], events
+                )
                 done += applied
-            self._report(model, position, head)
+        for model in self._models:
+            self._report(model, positions[model.name], head)
         return done
 
-    def _step(self, model: ReadModel, position: int, until: int | None) -> tuple[int, int]:
-        started = time.perf_counter()
-        page = self._recorder.select_notifications(
-            start=position, limit=self._batch_size, stop=until, inclusive_of_start=False
-        )
-        if not page:
+    def _apply_page(
+        self, model: ReadModel, position: int, events: Sequence[tuple[int, Any]]
+    ) -> tuple[int, int]:
+        mine = [(n, e) for n, e in events if n > position]
+        if not mine:
             return 0, position
+        started = time.perf_counter()
         ops: list[Op] = []
-        event: Any = None
-        for notification in page:
-            event = self._mapper.to_domain_event(notification)
+        for _, event in mine:
             ops += model.changes(event)
-        last = page[-1].id
-        with self._span("projection.batch", read_model=model.name, events=len(page)):
-            self._apply(args=[model.tracking_key, position, last, *encode(ops)])
+        last = mine[-1][0]
+        with self._span("projection.batch", read_model=model.name, events=len(mine)):
+            try:
+                fresh = self._apply(args=[model.tracking_key, position, last, *encode(ops)])
+            except ResponseError as error:
+                if "POSITION" not in str(error):
+                    raise
+                fresh = 0
+        if not fresh:
+            # Another projector moved this read model (it should have only one): follow it.
+            logger.warning("%s: position moved under this projector; resyncing", model.name)
+            return 0, self.position(model)
         status = self.status[model.name]
         status.batches += 1
-        status.events += len(page)
+        status.events += len(mine)
         # How far behind real time the view is: the age of the newest event it now holds.
-        status.lag_seconds = max((datetime.now(UTC) - event.timestamp).total_seconds(), 0.0)
+        newest = mine[-1][1].timestamp
+        status.lag_seconds = max((datetime.now(UTC) - newest).total_seconds(), 0.0)
         if self._on_batch is not None:
-            self._on_batch(model.name, len(page), time.perf_counter() - started)
-        return len(page), last
+            self._on_batch(model.name, len(mine), time.perf_counter() - started)
+        return len(mine), last
 
     def _report(self, model: ReadModel, position: int, head: int) -> None:
         status = self.status[model.name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
@@ -38,6 +39,14 @@ class InMemoryRecorder(POPOApplicationRecorder):
                 position = where[(c.originator_id, c.version)]
                 self.claims[c.event_id] = RecordedInteraction(c.originator_id, c.version, position)
         return ids
+
+    def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
+        found: dict[tuple[UUID, int], int] = {}
+        for notification in self.select_notifications(start=1, limit=1_000_000):
+            key = (UUID(str(notification.originator_id)), notification.originator_version)
+            if key in keys:
+                found[key] = notification.id
+        return found
 
     def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]:
         return {e: self.claims[e] for e in event_ids if e in self.claims}

@@ -140,3 +140,17 @@ def test_api_keys_gate_each_endpoint(
         "/commands/graphql", RECORD, {"Authorization": "Bearer writer"}, input=interaction("e")
     )
     assert ok["data"]["recordInteraction"]["version"] == 2
+
+
+def test_a_min_position_not_reached_in_time_says_so(
+    settings: Settings, start_service: Callable[..., Service]
+) -> None:
+    service = start_service(with_settings(settings, min_position_timeout=0.2))
+    written = service.command(RECORD, input=interaction("e-1"))["data"]["recordInteraction"]
+    body = service.query(PROFILE, id="c-1", min=written["position"] + 1_000)
+    assert body["data"]["profile"]["version"] == 2  # still answered, from what is there
+    assert body["extensions"]["readYourWrites"] == {
+        "minPosition": written["position"] + 1_000,
+        "reached": False,
+        "position": written["position"],
+    }

@@ -42,7 +42,10 @@ def test_commands_answer_unavailable_when_postgres_is_down(
     settings, stop_postgres, _ = own_servers
     service = start_service(settings, project=False)
     assert service.command(RECORD, input=interaction("e-1"))["data"]["recordInteraction"]
+    assert service.client.get("/readyz").json()["postgres"] == "ok"
     stop_postgres()
+    ready = service.client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["postgres"].startswith("unavailable")
     body = service.command(RECORD, input=interaction("e-2"))
     assert code(body) == "UNAVAILABLE", body
     history = service.audit('{ history(customerId: "c-1") { events { type } } }')

@@ -59,9 +59,10 @@ def test_duplicate_inside_one_batch_is_stored_once() -> None:
 
 def test_withdrawn_analytics_suppresses_interactions_under_opt_out() -> None:
     app = memory_app()
-    app.withdraw_consent(consent(False))
+    withdrawn = app.withdraw_consent(consent(False))
     result = app.record_interaction(interaction("e-1"))
-    assert result.suppressed and result.position == 0
+    # Nothing written: the position is the latest event's, so minPosition shows the withdrawal.
+    assert result.suppressed and result.position == withdrawn.position
     customer = app.customer_at("c-1")
     assert customer is not None and customer.interaction_count == 0
 
@@ -94,6 +95,7 @@ def test_unchanged_traits_record_no_event() -> None:
     first = app.update_traits(update)
     second = app.update_traits(update)
     assert first.version == second.version == 2
+    assert first.position == second.position == 2
     customer = app.customer_at("c-1")
     assert customer is not None and customer.traits == {"email": "a@b.example"}
 
