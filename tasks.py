@@ -3,8 +3,9 @@
 
     python3 tasks.py dev [args...]     run the service on embedded servers (`profiles dev`)
     python3 tasks.py test [args...]    ruff, ruff format, import contracts, mypy, then pytest
+    python3 tasks.py bench [args...]   the benchmark, python -m bench [--quick] [--only NAME]
 
-Both first make `.venv` (if missing) and install the project into it with its dev extras
+Each first makes `.venv` (if missing) and installs the project into it with its dev extras
 whenever pyproject.toml differs from the one last installed.
 """
 
@@ -83,8 +84,14 @@ def test(args: list[str]) -> int:
     return 0
 
 
+def bench(args: list[str]) -> int:
+    # Starts its own embedded Postgres and Valkey unless DATABASE_URL / REDIS_URL are set.
+    header(" ".join(["python -m bench", *args]))
+    return subprocess.call([tool("python"), "-m", "bench", *args], cwd=ROOT, env=venv_env())
+
+
 def main(argv: list[str]) -> int:
-    commands = {"dev": dev, "test": test}
+    commands = {"dev": dev, "test": test, "bench": bench}
     if not argv or argv[0] not in commands:
         asked = argv[:1] in (["-h"], ["--help"], ["help"])
         print(f"usage:\n{USAGE}", file=sys.stdout if asked else sys.stderr)

@@ -7,8 +7,9 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
@@ -47,10 +48,45 @@ class ProfileRecorder(PostgresApplicationRecorder):
             "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
             "ON e.originator_id = k.id AND e.originator_version = k.v"
         ).format(t=Identifier(self.datastore.schema, events_table_name))
+        snapshots = Identifier(
+            self.datastore.schema, events_table_name.removesuffix("_events") + "_snapshots"
+        )
+        self._latest = SQL(
+            "WITH ids AS (SELECT DISTINCT unnest(%s::uuid[]) AS id), "
+            "snap AS (SELECT DISTINCT ON (s.originator_id) s.originator_id, "
+            "s.originator_version, s.topic, s.state FROM {s} s "
+            "JOIN ids ON s.originator_id = ids.id "
+            "ORDER BY s.originator_id, s.originator_version DESC) "
+            "SELECT 0 AS kind, originator_id, originator_version, topic, state FROM snap "
+            "UNION ALL "
+            "SELECT 1, e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM {e} e JOIN ids ON e.originator_id = ids.id LEFT JOIN snap "
+            "ON snap.originator_id = e.originator_id "
+            "WHERE e.originator_version > COALESCE(snap.originator_version, 0) "
+            "ORDER BY originator_id, kind, originator_version"
+        ).format(s=snapshots, e=Identifier(self.datastore.schema, events_table_name))
         self._find = SQL(
             "SELECT event_id, originator_id, originator_version, notification_id FROM {t} "
             "WHERE event_id = ANY(%s)"
         ).format(t=table)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The library's insert, without psycopg's pipeline mode.
+
+        psycopg 3.3's pipeline stalls for ever on a unix socket once one statement's parameters
+        outgrow the socket buffer (about 1,500 event-sized rows: the server waits in ClientRead,
+        the client in Connection.wait). Plain mode costs three more round trips per transaction,
+        not per event, and a group-committed transaction may hold thousands of events.
+        """
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            self._insert_events(curs, stored_events, **kwargs)
+            if not stored_events:
+                return None
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def select_stream(
         self, originator_id: UUID, *, after: int = 0, limit: int = 100
@@ -70,6 +106,23 @@ class ProfileRecorder(PostgresApplicationRecorder):
                 )
                 for row in curs.fetchall()
             ]
+
+    def select_latest(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
+        streams: dict[UUID, list[StoredEvent]] = {}
+        if not originator_ids:
+            return streams
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._latest, (list(originator_ids),), prepare=True)
+            for row in curs.fetchall():
+                streams.setdefault(row["originator_id"], []).append(
+                    StoredEvent(
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=bytes(row["state"]),
+                    )
+                )
+        return streams
 
     def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
         if not keys:

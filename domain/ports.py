@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+from eventsourcing.persistence import StoredEvent
+
 Clock = Callable[[], datetime]
 
 
@@ -39,3 +41,7 @@ class EventIndex(Protocol):
     def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]: ...
 
     def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]: ...
+
+    def select_latest(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """Per stream, in one round trip: its latest snapshot (if any), then the later events."""
+        ...

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
-from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.persistence import ApplicationRecorder, EventStore, IntegrityError, StoredEvent
+from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder
 
 from domain.application import ProfileApplication
 from domain.ports import InteractionKey, RecordedInteraction
@@ -48,6 +48,18 @@ class InMemoryRecorder(POPOApplicationRecorder):
                 found[key] = notification.id
         return found
 
+    snapshots: POPOAggregateRecorder | None = None  # set by the application that owns both
+
+    def select_latest(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
+        streams: dict[UUID, list[StoredEvent]] = {}
+        for uid in originator_ids:
+            latest = self.snapshots.select_events(uid, desc=True, limit=1) if self.snapshots else []
+            after = latest[0].originator_version if latest else None
+            events = list(latest) + list(self.select_events(uid, gt=after))
+            if events:
+                streams[uid] = events
+        return streams
+
     def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]:
         return {e: self.claims[e] for e in event_ids if e in self.claims}
 
@@ -55,6 +67,13 @@ class InMemoryRecorder(POPOApplicationRecorder):
 class InMemoryProfileApplication(ProfileApplication):
     def construct_recorder(self) -> ApplicationRecorder:
         return InMemoryRecorder()
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        store = super().construct_snapshot_store()
+        assert isinstance(self.recorder, InMemoryRecorder)
+        assert isinstance(store.recorder, POPOAggregateRecorder)
+        self.recorder.snapshots = store.recorder
+        return store
 
 
 class FakeClock:

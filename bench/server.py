@@ -1,0 +1,30 @@
+"""`profiles serve --role commands`, as the benchmark runs it: uvloop + httptools, no projector.
+
+python -m bench.server PORT        (DATABASE_URL and the rest come from the environment)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from adapters.settings import Settings
+from api.app import create_app
+
+
+def main(port: int) -> None:
+    app = create_app(Settings.from_env(), "commands")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
