@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import redis
 import redis.asyncio as aioredis
 
-from adapters.event_store import build_application, ping
 from adapters.settings import Settings
+from adapters.store_config import build_application, ping
 from adapters.telemetry import Telemetry
 from adapters.wakeup import PostgresWakeup
 from api.context import CommandBus, Services

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from adapters.event_store import build_application
+from adapters.store_config import build_application
 from bench.common import Bench, Hung, guarded, say
 from bench.limits import Rate, raw_copy
 from bench.loadgen import LoadConfig

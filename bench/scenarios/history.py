@@ -9,8 +9,8 @@ from typing import cast
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
 
-from adapters.event_store import build_application
 from adapters.settings import Settings
+from adapters.store_config import build_application
 from bench.common import Bench, Hung, guarded, median_ms, say
 from bench.limits import plain_long_history
 from bench.report import Row

@@ -8,7 +8,7 @@ from functools import partial
 
 import psycopg
 
-from adapters.event_store import build_application
+from adapters.store_config import build_application
 from adapters.telemetry import setup_telemetry
 from api.bootstrap import build_projector
 from bench.common import Bench, Hung, guarded, say

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from adapters.event_store import build_application
 from adapters.settings import Settings
+from adapters.store_config import build_application
 from domain.application import utc_now
 from domain.commands import RecordInteraction
 

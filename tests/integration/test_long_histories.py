@@ -10,8 +10,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from adapters.event_store import ProfileRecorder, application_env
+from adapters.event_store import ProfileRecorder
 from adapters.settings import Settings
+from adapters.store_config import application_env
 from domain.application import ProfileApplication
 from domain.commands import RecordInteraction
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from adapters.event_store import build_application
 from adapters.settings import Settings
+from adapters.store_config import build_application
 from adapters.telemetry import setup_telemetry
 from api.bootstrap import start_projector
 from domain.application import ProfileApplication, utc_now

@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import redis
 
-from adapters.event_store import build_application
 from adapters.settings import Settings
+from adapters.store_config import build_application
 from domain.application import utc_now
 from domain.commands import ChangeConsent, RecordInteraction
 from tests.integration.readmodels import dump, rebuild
