@@ -85,6 +85,7 @@ class Settings:
     projection_poll_seconds: float = 1.0  # PROFILES_PROJECTION_POLL_SECONDS (NOTIFY fallback)
     min_position_timeout: float = 2.0  # PROFILES_MIN_POSITION_TIMEOUT (seconds)
     api_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)  # PROFILES_API_KEYS
+    fast_path: bool = True  # PROFILES_FAST_PATH: compiled hot mutations (off: all via strawberry)
     otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT
     service_name: str = "customer-profiles"  # OTEL_SERVICE_NAME
 
@@ -116,6 +117,7 @@ class Settings:
             projection_poll_seconds=_float(env, "PROFILES_PROJECTION_POLL_SECONDS", 1.0),
             min_position_timeout=_float(env, "PROFILES_MIN_POSITION_TIMEOUT", 2.0),
             api_keys=_api_keys(env.get("PROFILES_API_KEYS", "")),
+            fast_path=env.get("PROFILES_FAST_PATH", "on").strip().lower() not in {"off", "0", "no"},
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             service_name=env.get("OTEL_SERVICE_NAME", "customer-profiles"),
         )

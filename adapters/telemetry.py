@@ -61,6 +61,9 @@ class Telemetry:
             description="command units per transaction",
             explicit_bucket_boundaries_advisory=COUNTS,
         )
+        self.fast_path_answers = meter.create_counter(
+            "profiles.graphql.fast_path", description="operations answered by compiled plans"
+        )
         self.projection_batch = meter.create_histogram(
             "profiles.projection.batch.events",
             description="events per projection batch",

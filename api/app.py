@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
 
 from adapters.settings import Settings
 from adapters.telemetry import Telemetry, setup_telemetry
@@ -25,6 +28,7 @@ from api.bootstrap import ROLES, ProjectorHandle, build_services, start_projecto
 from api.commands_schema import build_command_schema
 from api.context import Context, Services
 from api.errors import format_error
+from api.fast_path import CommandFastPath
 from api.query_schema import build_query_schema
 from domain.application import utc_now
 from domain.ports import Clock
@@ -41,14 +45,43 @@ class RoleGraphQL(GraphQL[Context, None]):
         super().__init__(schema, graphql_ide="graphiql")
         self.services = services
         self.role = role
+        fast = role == "commands" and services.settings.fast_path
+        self.fast = CommandFastPath(services) if fast else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            denied = self._deny(Request(scope))
+            request = Request(scope, receive)
+            denied = self._deny(request)
             if denied is not None:
                 await denied(scope, receive, send)
                 return
+            if self.fast is not None and _is_json_post(request):
+                body = await request.body()
+                answer = await self._answer_fast(body)
+                if answer is not None:
+                    await answer(scope, receive, send)
+                    return
+                receive = _replay(body)
         await super().__call__(scope, receive, send)
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        # Requests the view refuses before executing (unknown operationName, no query, bad
+        # JSON) answer as GraphQL errors with a code, like every other error, not as plain text.
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as error:
+            return _error(error.status_code, "BAD_USER_INPUT", error.reason)
+
+    async def _answer_fast(self, body: bytes) -> Response | None:
+        assert self.fast is not None
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return None
+        result = await self.fast.answer(parsed)
+        if result is None:
+            return None
+        return Response(json.dumps(result), media_type="application/json")
 
     def _deny(self, request: Request) -> Response | None:
         keys = self.services.settings.api_keys
@@ -81,6 +114,25 @@ class RoleGraphQL(GraphQL[Context, None]):
         if stale is not None:
             response["extensions"] = {"readYourWrites": stale}
         return response
+
+
+def _is_json_post(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "")
+    return request.method == "POST" and content_type.startswith("application/json")
+
+
+def _replay(body: bytes) -> Receive:
+    """A receive channel that hands the already-read body to the general executor."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def _error(status: int, code: str, message: str) -> Response:
