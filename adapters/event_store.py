@@ -11,7 +11,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
-from domain.ports import InteractionKey, RecordedInteraction
+from domain.ports import BatchRead, InteractionKey, RecordedInteraction
 
 
 class ProfileRecorder(PostgresApplicationRecorder):
@@ -47,24 +47,25 @@ class ProfileRecorder(PostgresApplicationRecorder):
         snapshots = Identifier(
             self.datastore.schema, events_table_name.removesuffix("_events") + "_snapshots"
         )
-        self._latest = SQL(
-            "WITH ids AS (SELECT DISTINCT unnest(%s::uuid[]) AS id), "
+        # Kind 0: a claimed eventId; 1: a stream's latest snapshot; 2: its later events.
+        self._batch_read = SQL(
+            "WITH ids AS (SELECT DISTINCT unnest(%(ids)s::uuid[]) AS id), "
             "snap AS (SELECT DISTINCT ON (s.originator_id) s.originator_id, "
             "s.originator_version, s.topic, s.state FROM {s} s "
             "JOIN ids ON s.originator_id = ids.id "
             "ORDER BY s.originator_id, s.originator_version DESC) "
-            "SELECT 0 AS kind, originator_id, originator_version, topic, state FROM snap "
+            "SELECT 0 AS kind, c.event_id, c.originator_id, c.originator_version, "
+            "c.notification_id, NULL::text AS topic, NULL::bytea AS state "
+            "FROM {c} c WHERE c.event_id = ANY(%(events)s::text[]) "
             "UNION ALL "
-            "SELECT 1, e.originator_id, e.originator_version, e.topic, e.state "
+            "SELECT 1, NULL, originator_id, originator_version, NULL, topic, state FROM snap "
+            "UNION ALL "
+            "SELECT 2, NULL, e.originator_id, e.originator_version, NULL, e.topic, e.state "
             "FROM {e} e JOIN ids ON e.originator_id = ids.id LEFT JOIN snap "
             "ON snap.originator_id = e.originator_id "
             "WHERE e.originator_version > COALESCE(snap.originator_version, 0) "
             "ORDER BY originator_id, kind, originator_version"
-        ).format(s=snapshots, e=Identifier(self.datastore.schema, events_table_name))
-        self._find = SQL(
-            "SELECT event_id, originator_id, originator_version, notification_id FROM {t} "
-            "WHERE event_id = ANY(%s)"
-        ).format(t=table)
+        ).format(s=snapshots, c=table, e=Identifier(self.datastore.schema, events_table_name))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -114,13 +115,22 @@ class ProfileRecorder(PostgresApplicationRecorder):
                 for row in curs.fetchall()
             ]
 
-    def select_latest(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
+    def read_for_batch(
+        self, event_ids: Collection[str], originator_ids: Collection[UUID]
+    ) -> BatchRead:
+        claimed: dict[str, RecordedInteraction] = {}
         streams: dict[UUID, list[StoredEvent]] = {}
-        if not originator_ids:
-            return streams
+        if not event_ids and not originator_ids:
+            return BatchRead(claimed, streams)
+        params = {"events": list(event_ids), "ids": list(originator_ids)}
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._latest, (list(originator_ids),), prepare=True)
+            curs.execute(self._batch_read, params, prepare=True)
             for row in curs.fetchall():
+                if row["kind"] == 0:
+                    claimed[row["event_id"]] = RecordedInteraction(
+                        row["originator_id"], row["originator_version"], row["notification_id"]
+                    )
+                    continue
                 streams.setdefault(row["originator_id"], []).append(
                     StoredEvent(
                         originator_id=row["originator_id"],
@@ -129,7 +139,7 @@ class ProfileRecorder(PostgresApplicationRecorder):
                         state=bytes(row["state"]),
                     )
                 )
-        return streams
+        return BatchRead(claimed, streams)
 
     def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
         if not keys:
@@ -142,17 +152,5 @@ class ProfileRecorder(PostgresApplicationRecorder):
             )
             return {
                 (row["originator_id"], row["originator_version"]): row["notification_id"]
-                for row in curs.fetchall()
-            }
-
-    def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]:
-        if not event_ids:
-            return {}
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._find, (list(event_ids),), prepare=True)
-            return {
-                row["event_id"]: RecordedInteraction(
-                    row["originator_id"], row["originator_version"], row["notification_id"]
-                )
                 for row in curs.fetchall()
             }

@@ -31,6 +31,12 @@ class InteractionKey:
     version: int
 
 
+@dataclass(frozen=True)
+class BatchRead:
+    claimed: dict[str, RecordedInteraction]
+    streams: dict[UUID, list[StoredEvent]]
+
+
 @runtime_checkable
 class EventIndex(Protocol):
     """Finds stored events: interactions by eventId (claimed forever), any event by stream version.
@@ -38,10 +44,11 @@ class EventIndex(Protocol):
     A claim that collides with an earlier one fails the transaction that made it.
     """
 
-    def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]: ...
-
     def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]: ...
 
-    def select_latest(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
-        """Per stream, in one round trip: its latest snapshot (if any), then the later events."""
+    def read_for_batch(
+        self, event_ids: Collection[str], originator_ids: Collection[UUID]
+    ) -> BatchRead:
+        """In one round trip: which eventIds are claimed, and each stream's latest snapshot
+        (if any) followed by its later events."""
         ...

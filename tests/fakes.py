@@ -11,7 +11,7 @@ from eventsourcing.persistence import ApplicationRecorder, EventStore, Integrity
 from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder
 
 from domain.application import ProfileApplication
-from domain.ports import InteractionKey, RecordedInteraction
+from domain.ports import BatchRead, InteractionKey, RecordedInteraction
 
 
 class InMemoryRecorder(POPOApplicationRecorder):
@@ -50,7 +50,9 @@ class InMemoryRecorder(POPOApplicationRecorder):
 
     snapshots: POPOAggregateRecorder | None = None  # set by the application that owns both
 
-    def select_latest(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
+    def read_for_batch(
+        self, event_ids: Collection[str], originator_ids: Collection[UUID]
+    ) -> BatchRead:
         streams: dict[UUID, list[StoredEvent]] = {}
         for uid in originator_ids:
             latest = self.snapshots.select_events(uid, desc=True, limit=1) if self.snapshots else []
@@ -58,10 +60,8 @@ class InMemoryRecorder(POPOApplicationRecorder):
             events = list(latest) + list(self.select_events(uid, gt=after))
             if events:
                 streams[uid] = events
-        return streams
-
-    def find_interactions(self, event_ids: Collection[str]) -> dict[str, RecordedInteraction]:
-        return {e: self.claims[e] for e in event_ids if e in self.claims}
+        claimed = {e: self.claims[e] for e in event_ids if e in self.claims}
+        return BatchRead(claimed, streams)
 
 
 class InMemoryProfileApplication(ProfileApplication):
