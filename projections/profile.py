@@ -11,14 +11,17 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from domain.consent import ConsentPurpose
 from domain.customer import Customer
 from domain.ids import customer_uuid
 from domain.normalise import format_utc
-from projections.ops import Greatest, Incr, Keep, Least, Op, Put, PutIfNewer, Remove
+from projections.ops import Incr, Keep, Least, Op, Put, PutIfNewer, Remove
 
 NAME = "profile"
 VERSION = 1  # bump when the stored shape changes; the rebuild writes the new keys beside the old
@@ -31,7 +34,7 @@ class ProfileKeys:
     version: int = VERSION
 
     def profile(self, uid: UUID) -> str:
-        return f"{self.namespace}profile:v{self.version}:{{{uid}}}"
+        return f"{self.namespace}profile:v{self.version}:{{{_text(uid)}}}"
 
     def recent(self, uid: UUID) -> str:
         return f"{self.profile(uid)}:recent"
@@ -41,8 +44,13 @@ class ProfileKeys:
         return f"{self.namespace}projection:{NAME}:v{self.version}"
 
 
+@lru_cache(maxsize=100_000)  # UUID.__str__ is Python code; a batch formats each id many times
+def _text(uid: UUID) -> str:
+    return str(uid)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(value).decode()
 
 
 # ------------------------------------------------------------------ event handlers
@@ -64,8 +72,8 @@ def interaction_recorded(e: Customer.InteractionRecorded, k: ProfileKeys) -> lis
     }
     return [
         Incr(key, f"n:{e.type}"),
+        # Last seen needs no field of its own: it is the newest recent item's time.
         Least(key, "first", at),
-        Greatest(key, "last", at),
         Keep(k.recent(e.originator_id), e.occurred_at.timestamp(), _dumps(item), RECENT_KEPT),
     ]
 
@@ -199,7 +207,7 @@ def parse_profile(customer_id: str, fields: dict[str, str], recent: Sequence[str
         consents=tuple(consents),
         interaction_counts=counts,
         first_seen_at=_time(fields.get("first")),
-        last_seen_at=_time(fields.get("last")),
+        last_seen_at=_time(json.loads(recent[0])["occurredAt"]) if recent else None,
         recent=tuple(json.loads(item) for item in recent),
     )
 

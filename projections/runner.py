@@ -124,7 +124,7 @@ class Projector:
         last = mine[-1][0]
         with self._span("projection.batch", read_model=model.name, events=len(mine)):
             try:
-                fresh = self._apply(args=[model.tracking_key, position, last, *encode(ops)])
+                fresh = self._apply(args=[model.tracking_key, position, last, encode(ops)])
             except ResponseError as error:
                 if "POSITION" not in str(error):
                     raise

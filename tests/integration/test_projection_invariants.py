@@ -98,9 +98,9 @@ def test_a_replayed_batch_is_refused_and_a_gap_is_an_error(settings: Settings) -
     apply = client.register_script(APPLY_BATCH)
     track, key = f"{settings.redis_namespace}track", f"{settings.redis_namespace}p"
     ops = encode([Incr(key, "n:page_view")])
-    assert apply(args=[track, 0, 5, *ops]) == 1
-    assert apply(args=[track, 0, 5, *ops]) == 0  # the same batch again: a no-op
+    assert apply(args=[track, 0, 5, ops]) == 1
+    assert apply(args=[track, 0, 5, ops]) == 0  # the same batch again: a no-op
     with pytest.raises(redis.ResponseError, match="POSITION stored 5, batch continues from 7"):
-        apply(args=[track, 7, 9, *ops])
+        apply(args=[track, 7, 9, ops])
     assert client.hget(key, "n:page_view") == "1"
     assert client.hget(track, "position") == "5"
