@@ -34,7 +34,7 @@ class ProfileKeys:
     version: int = VERSION
 
     def profile(self, uid: UUID) -> str:
-        return f"{self.namespace}profile:v{self.version}:{{{_text(uid)}}}"
+        return _profile_key(self.namespace, self.version, uid)
 
     def recent(self, uid: UUID) -> str:
         return f"{self.profile(uid)}:recent"
@@ -44,9 +44,9 @@ class ProfileKeys:
         return f"{self.namespace}projection:{NAME}:v{self.version}"
 
 
-@lru_cache(maxsize=100_000)  # UUID.__str__ is Python code; a batch formats each id many times
-def _text(uid: UUID) -> str:
-    return str(uid)
+@lru_cache(maxsize=100_000)  # UUID.__str__ is Python code; a batch formats each key many times
+def _profile_key(namespace: str, version: int, uid: UUID) -> str:
+    return f"{namespace}profile:v{version}:{{{uid}}}"
 
 
 def _dumps(value: Any) -> str:

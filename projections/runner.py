@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,13 +96,7 @@ class Projector:
         head = self._recorder.max_notification_id() or 0
         target = until or head
         positions = {m.name: self.position(m) for m in self._models}
-        while (start := min(positions.values(), default=target)) < target:
-            page = self._recorder.select_notifications(
-                start=start, limit=self._batch_size, stop=target, inclusive_of_start=False
-            )
-            if not page:
-                break
-            events = [(n.id, self._mapper.to_domain_event(n)) for n in page]
+        for events in self._pages(min(positions.values(), default=target), target):
             for model in self._models:
                 applied, positions[model.name] = self._apply_page(
                     model, positions[model.name], events
@@ -110,6 +105,27 @@ class Projector:
         for model in self._models:
             self._report(model, positions[model.name], head)
         return done
+
+    def _pages(self, start: int, target: int) -> Iterator[list[tuple[int, Any]]]:
+        """Decoded pages in order; the next one is read and decoded while this one is applied,
+        so waiting on Redis overlaps with work on Postgres's answer instead of following it."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-reader") as reader:
+            upcoming: Future[list[tuple[int, Any]]] | None = None
+            if start < target:
+                upcoming = reader.submit(self._read_page, start, target)
+            while upcoming is not None:
+                page = upcoming.result()
+                if not page:
+                    return
+                last = page[-1][0]
+                upcoming = reader.submit(self._read_page, last, target) if last < target else None
+                yield page
+
+    def _read_page(self, after: int, target: int) -> list[tuple[int, Any]]:
+        notifications = self._recorder.select_notifications(
+            start=after, limit=self._batch_size, stop=target, inclusive_of_start=False
+        )
+        return [(n.id, self._mapper.to_domain_event(n)) for n in notifications]
 
     def _apply_page(
         self, model: ReadModel, position: int, events: Sequence[tuple[int, Any]]
