@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from domain.ports import BatchRead, InteractionKey, RecordedInteraction
@@ -24,29 +25,25 @@ class ProfileRecorder(PostgresApplicationRecorder):
 
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        table = Identifier(
-            self.datastore.schema, events_table_name.removesuffix("_events") + "_interaction_ids"
-        )
+        prefix = events_table_name.removesuffix("_events")
+
+        def named(suffix: str) -> Identifier:
+            return Identifier(self.datastore.schema, prefix + suffix)
+
+        table, snapshots = named("_interaction_ids"), named("_snapshots")
         self._append = SQL(
             "SELECT position FROM {f}(%b, %b, %b, %b, %b, %b, %b) AS position"
-        ).format(
-            f=Identifier(
-                self.datastore.schema, events_table_name.removesuffix("_events") + "_append_events"
-            )
-        )
+        ).format(f=named("_append_events"))
         self._stream = SQL(
             "SELECT originator_id, originator_version, topic, state, notification_id FROM {t} "
             "WHERE originator_id = %s AND originator_version > %s "
             "ORDER BY originator_version LIMIT %s"
-        ).format(t=Identifier(self.datastore.schema, events_table_name))
+        ).format(t=named("_events"))
         self._positions = SQL(
             "SELECT e.originator_id, e.originator_version, e.notification_id FROM {t} e "
             "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
             "ON e.originator_id = k.id AND e.originator_version = k.v"
-        ).format(t=Identifier(self.datastore.schema, events_table_name))
-        snapshots = Identifier(
-            self.datastore.schema, events_table_name.removesuffix("_events") + "_snapshots"
-        )
+        ).format(t=named("_events"))
         # Kind 0: a claimed eventId; 1: a stream's latest snapshot; 2: its later events.
         self._batch_read = SQL(
             "WITH ids AS (SELECT DISTINCT unnest(%(ids)s::uuid[]) AS id), "
@@ -65,7 +62,7 @@ class ProfileRecorder(PostgresApplicationRecorder):
             "ON snap.originator_id = e.originator_id "
             "WHERE e.originator_version > COALESCE(snap.originator_version, 0) "
             "ORDER BY originator_id, kind, originator_version"
-        ).format(s=snapshots, c=table, e=Identifier(self.datastore.schema, events_table_name))
+        ).format(s=snapshots, c=table, e=named("_events"))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -102,18 +99,7 @@ class ProfileRecorder(PostgresApplicationRecorder):
         """One customer's events with their global positions, oldest first (the audit side)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._stream, (originator_id, after, limit), prepare=True)
-            return [
-                (
-                    row["notification_id"],
-                    StoredEvent(
-                        originator_id=row["originator_id"],
-                        originator_version=row["originator_version"],
-                        topic=row["topic"],
-                        state=bytes(row["state"]),
-                    ),
-                )
-                for row in curs.fetchall()
-            ]
+            return [(row["notification_id"], _stored(row)) for row in curs.fetchall()]
 
     def read_for_batch(
         self, event_ids: Collection[str], originator_ids: Collection[UUID]
@@ -131,14 +117,7 @@ class ProfileRecorder(PostgresApplicationRecorder):
                         row["originator_id"], row["originator_version"], row["notification_id"]
                     )
                     continue
-                streams.setdefault(row["originator_id"], []).append(
-                    StoredEvent(
-                        originator_id=row["originator_id"],
-                        originator_version=row["originator_version"],
-                        topic=row["topic"],
-                        state=bytes(row["state"]),
-                    )
-                )
+                streams.setdefault(row["originator_id"], []).append(_stored(row))
         return BatchRead(claimed, streams)
 
     def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
@@ -154,3 +133,12 @@ class ProfileRecorder(PostgresApplicationRecorder):
                 (row["originator_id"], row["originator_version"]): row["notification_id"]
                 for row in curs.fetchall()
             }
+
+
+def _stored(row: DictRow) -> StoredEvent:
+    return StoredEvent(
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )
