@@ -32,7 +32,7 @@ class ProfileRecorder(PostgresApplicationRecorder):
 
         table, snapshots = named("_interaction_ids"), named("_snapshots")
         self._append = SQL(
-            "SELECT position FROM {f}(%b, %b, %b, %b, %b, %b, %b) AS position"
+            "SELECT position FROM {f}(%b, %b, %b, %b, %b, %b, %b, %b) AS position"
         ).format(f=named("_append_events"))
         self._stream = SQL(
             "SELECT originator_id, originator_version, topic, state, notification_id FROM {t} "
@@ -64,7 +64,9 @@ class ProfileRecorder(PostgresApplicationRecorder):
             "ORDER BY originator_id, kind, originator_version"
         ).format(s=snapshots, c=table, e=named("_events"))
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    # Few retries: a failed write answers UNAVAILABLE and the caller retries; ten, as the
+    # library does, would hold every queued command for seconds.
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.1)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -88,6 +90,7 @@ class ProfileRecorder(PostgresApplicationRecorder):
             [c.event_id for c in claims],
             [c.originator_id for c in claims],
             [c.version for c in claims],
+            f"{self.datastore.lock_timeout or 2}s",
         )
         with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
             curs.execute(self._append, params, prepare=True)

@@ -81,7 +81,8 @@ class RoleGraphQL(GraphQL[Context, None]):
         result = await self.fast.answer(parsed)
         if result is None:
             return None
-        return Response(json.dumps(result), media_type="application/json")
+        # The view's own encoder: a fast answer is byte for byte what strawberry would send.
+        return Response(self.encode_json(result), media_type="application/json")
 
     def _deny(self, request: Request) -> Response | None:
         keys = self.services.settings.api_keys

@@ -182,6 +182,7 @@ class CommandFastPath:
         compiled = plan(body["query"], operation)
         if compiled is None or compiled.variable not in variables:
             return None
+        started = time.perf_counter()
         try:
             unit = self._unit(compiled, variables[compiled.variable])
         except Declined:
@@ -190,7 +191,10 @@ class CommandFastPath:
             answer = self._error(compiled, error)
         else:
             answer = await self._run(compiled, unit)
-        self._services.telemetry.fast_path_answers.add(1)
+        telemetry = self._services.telemetry
+        field = compiled.field.name.value
+        telemetry.command_duration.record(time.perf_counter() - started, {"field": field})
+        telemetry.fast_path_answers.add(1)
         return answer
 
     def _unit(self, compiled: Plan, value: object) -> list[Command]:
@@ -213,7 +217,6 @@ class CommandFastPath:
         services = self._services
         assert services.commands is not None
         telemetry = services.telemetry
-        started = time.perf_counter()
         with (
             telemetry.span(f"graphql {compiled.name}"),
             telemetry.span(
@@ -224,9 +227,6 @@ class CommandFastPath:
                 results = await services.commands.run(unit) if unit else []
             except DomainError as error:
                 return self._error(compiled, error)
-        telemetry.command_duration.record(
-            time.perf_counter() - started, {"operation": compiled.name}
-        )
         shaped = [{key: get(r) for key, get in compiled.selection} for r in results]
         return {"data": {compiled.key: shaped if compiled.many else shaped[0]}}
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
@@ -32,7 +32,18 @@ class OperationSpan(SchemaExtension):
         except RuntimeError:  # the document did not parse: no operation to classify
             mutation = False
         histogram = telemetry.command_duration if mutation else telemetry.query_duration
-        histogram.record(elapsed, {"operation": name})
+        histogram.record(elapsed, {"field": _root_field(self.execution_context)})
+
+
+def _root_field(context: ExecutionContext) -> str:
+    """The first root field (recordInteraction, profile, ...): a label clients cannot vary."""
+    document = context.graphql_document
+    for definition in document.definitions if document else ():
+        if isinstance(definition, OperationDefinitionNode):
+            for selection in definition.selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    return selection.name.value
+    return "unknown"
 
 
 class ProfileSchema(strawberry.Schema):

@@ -18,11 +18,15 @@ CREATE OR REPLACE FUNCTION public.profiles_append_events(
     states bytea[],
     claim_event_ids text[],
     claim_ids uuid[],
-    claim_versions bigint[]
+    claim_versions bigint[],
+    lock_timeout text DEFAULT '2s'
 ) RETURNS SETOF bigint
 LANGUAGE plpgsql AS
 $BODY$
 BEGIN
+    -- A stuck lock holder must fail the write (UNAVAILABLE, retried by the client), not stall
+    -- every queued command behind it.
+    PERFORM set_config('lock_timeout', lock_timeout, true);
     LOCK TABLE public.profiles_events IN EXCLUSIVE MODE;
     NOTIFY profiles_events;
     -- Data-modifying CTEs always run to completion, read or not; any error aborts them all.

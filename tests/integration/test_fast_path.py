@@ -104,7 +104,7 @@ def test_fast_path_and_general_executor_answer_alike(
         body = request(rng)
         a = fast.client.post("/commands/graphql", json=body)
         b = general.client.post("/commands/graphql", json=body)
-        assert (a.status_code, a.json()) == (b.status_code, b.json()), body
+        assert (a.status_code, a.content) == (b.status_code, b.content), body
         answered["errors" if "errors" in a.json() else "data"] += 1
     # Both kinds of answer were compared, many times, and the fast path took a good share.
     assert answered["data"] > 40 and answered["errors"] > 40, answered
