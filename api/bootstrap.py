@@ -54,6 +54,7 @@ def build_services(
             _counting(app, telemetry), max_commands=settings.group_commit_max, on_batch=observe
         )
         services.commands = CommandBus(committer)
+        services.command_app = app
         services.probes["postgres"] = _postgres_probe(settings)
         services.closers += [committer.close, app.close]
     if "query" in roles:

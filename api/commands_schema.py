@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -14,6 +15,7 @@ from api.scalars import JSON, Long
 from api.schema_options import ProfileSchema
 from domain import commands as c
 from domain.errors import InvalidInput
+from domain.segment import DefineSegment
 
 MAX_BATCH = 1_000
 
@@ -54,6 +56,19 @@ class ConsentInput:
     )
     policy_version: str | None = None
     occurred_at: datetime | None = None
+
+
+@strawberry.input
+class SegmentInput:
+    id: strawberry.ID = strawberry.field(
+        description="A slug such as high-intent; defining an existing id again replaces its "
+        "rule (a new segment version)."
+    )
+    name: str
+    description: str | None = None
+    rule: JSON = strawberry.field(
+        description="A condition tree, see SEGMENT RULES in the contract."
+    )
 
 
 @strawberry.type
@@ -155,6 +170,27 @@ class Mutation:
         now = info.context.services.clock()
         command = c.ChangeConsent.parse(_consent(input), granted=False, now=now, field="input")
         return (await _run(info, [command], "withdrawConsent"))[0]
+
+    @strawberry.mutation
+    async def define_segment(self, info: Info[Context, None], input: SegmentInput) -> CommandResult:
+        raw = {
+            "id": input.id,
+            "name": input.name,
+            "description": input.description,
+            "rule": input.rule,
+        }
+        command = DefineSegment.parse(raw, field="input")
+        app = info.context.services.command_app
+        assert app is not None, "command side not wired"
+        with info.context.services.telemetry.span("event_store.write", operation="defineSegment"):
+            return CommandResult.of(await asyncio.to_thread(app.define_segment, command))
+
+    @strawberry.mutation
+    async def retire_segment(self, info: Info[Context, None], id: strawberry.ID) -> CommandResult:
+        app = info.context.services.command_app
+        assert app is not None, "command side not wired"
+        with info.context.services.telemetry.span("event_store.write", operation="retireSegment"):
+            return CommandResult.of(await asyncio.to_thread(app.retire_segment, str(id)))
 
 
 @strawberry.type

@@ -42,6 +42,7 @@ class Services:
     clock: Clock
     telemetry: Telemetry
     commands: CommandBus | None = None
+    command_app: ProfileApplication | None = None
     profiles: ProfileQueries | None = None
     status: StatusReader | None = None
     audit_app: ProfileApplication | None = None

@@ -17,7 +17,6 @@ from uuid import UUID
 
 from eventsourcing.application import (
     AggregateNotFoundError,
-    Application,
     ProcessingEvent,
     project_aggregate,
 )
@@ -36,6 +35,7 @@ from domain.customer import Customer
 from domain.errors import Conflict, DomainError, StoreUnavailable
 from domain.ids import customer_uuid
 from domain.ports import Clock, EventIndex, InteractionKey, RecordedInteraction
+from domain.segment_cases import SegmentCases
 from domain.transcodings import ConsentStateAsDict
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class ProfileApplication(Application[UUID]):
+class ProfileApplication(SegmentCases):
     name = "profiles"
     snapshot_class = Snapshot
 

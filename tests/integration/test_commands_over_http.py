@@ -154,3 +154,28 @@ def test_a_min_position_not_reached_in_time_says_so(
         "reached": False,
         "position": written["position"],
     }
+
+
+DEFINE = (
+    """mutation($input: SegmentInput!) { defineSegment(input: $input) { id version position } }"""
+)
+RETIRE = """mutation($id: ID!) { retireSegment(id: $id) { id version } }"""
+
+
+def test_segments_are_defined_versioned_and_retired_over_http(service: Service) -> None:
+    rule = {"event": {"type": "product_view", "atLeast": 3, "within": "PT10M"}}
+    segment = {"id": "high-intent", "name": "High intent", "rule": rule}
+    first = service.command(DEFINE, input=segment)["data"]["defineSegment"]
+    changed = service.command(
+        DEFINE, input={**segment, "rule": {"score": {"op": "gte", "value": 40}}}
+    )
+    assert (first["version"], changed["data"]["defineSegment"]["version"]) == (1, 2)
+    assert service.command(RETIRE, id="high-intent")["data"]["retireSegment"]["version"] == 3
+    bad = service.command(
+        DEFINE, input={**segment, "rule": {"all": [{"event": {"within": "P7X"}}]}}
+    )
+    assert (code(bad), bad["errors"][0]["extensions"]["field"]) == (
+        "BAD_USER_INPUT",
+        "input.rule.all[0].event.within",
+    )
+    assert code(service.command(RETIRE, id="unknown")) == "NOT_FOUND"
