@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from domain.consent import ConsentModel
+from domain.errors import InvalidInput
+from domain.rules import parse_duration
+from domain.score import DEFAULT_WEIGHTS, ScoreModel
 
 
 class ConfigurationError(ValueError):
@@ -63,6 +66,26 @@ def _api_keys(raw: str) -> dict[str, frozenset[str]]:
     return keys
 
 
+def _score_model(env: Mapping[str, str]) -> ScoreModel:
+    weights = dict(DEFAULT_WEIGHTS)
+    for item in filter(None, (p.strip() for p in env.get("PROFILES_SCORE_WEIGHTS", "").split(","))):
+        kind, sep, raw = item.partition("=")
+        try:
+            if not sep or not kind.strip():
+                raise ValueError
+            weights[kind.strip()] = float(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"PROFILES_SCORE_WEIGHTS entry {item!r} must look like 'purchase=10'"
+            ) from None
+    try:
+        half_life = parse_duration(env.get("PROFILES_SCORE_HALF_LIFE", "P7D"), "half-life")
+    except InvalidInput as error:
+        raise ConfigurationError(f"PROFILES_SCORE_HALF_LIFE: {error.message}") from None
+    default = _float(env, "PROFILES_SCORE_DEFAULT_WEIGHT", 1.0)
+    return ScoreModel(half_life=half_life, weights=weights, default_weight=default)
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the service needs to know about its surroundings."""
@@ -85,6 +108,9 @@ class Settings:
     projection_poll_seconds: float = 1.0  # PROFILES_PROJECTION_POLL_SECONDS (NOTIFY fallback)
     min_position_timeout: float = 2.0  # PROFILES_MIN_POSITION_TIMEOUT (seconds)
     api_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)  # PROFILES_API_KEYS
+    # PROFILES_SCORE_HALF_LIFE (ISO 8601, default P7D), PROFILES_SCORE_WEIGHTS
+    # ("purchase=10,page_view=1", over the contract's defaults), PROFILES_SCORE_DEFAULT_WEIGHT
+    score_model: ScoreModel = field(default_factory=ScoreModel)
     fast_path: bool = True  # PROFILES_FAST_PATH: compiled hot mutations (off: all via strawberry)
     otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT
     service_name: str = "customer-profiles"  # OTEL_SERVICE_NAME
@@ -117,6 +143,7 @@ class Settings:
             projection_poll_seconds=_float(env, "PROFILES_PROJECTION_POLL_SECONDS", 1.0),
             min_position_timeout=_float(env, "PROFILES_MIN_POSITION_TIMEOUT", 2.0),
             api_keys=_api_keys(env.get("PROFILES_API_KEYS", "")),
+            score_model=_score_model(env),
             fast_path=env.get("PROFILES_FAST_PATH", "on").strip().lower() not in {"off", "0", "no"},
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             service_name=env.get("OTEL_SERVICE_NAME", "customer-profiles"),

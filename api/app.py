@@ -24,7 +24,7 @@ from strawberry.types.unset import UNSET
 from adapters.settings import Settings
 from adapters.telemetry import Telemetry, setup_telemetry
 from api.audit_schema import build_audit_schema
-from api.bootstrap import ROLES, ProjectorHandle, build_services, start_projector
+from api.bootstrap import ROLES, build_services, start_projector
 from api.commands_schema import build_command_schema
 from api.context import Context, Services
 from api.errors import format_error
@@ -184,7 +184,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        handle: ProjectorHandle | None = start_projector(settings, telemetry) if project else None
+        handle = start_projector(settings, telemetry, clock) if project else None
         try:
             yield
         finally:

@@ -23,13 +23,18 @@ from domain.group_commit import Execute, GroupCommitter
 from domain.ports import Clock
 from projections.profile import ProfileKeys, ProfileQueries, ProfileReadModel
 from projections.runner import Projector, ReadModel
+from projections.score import ScoreKeys, ScoreReadModel
 from projections.status import StatusReader, TrackedModel
 
 ROLES = ("commands", "query", "audit")
 
 
-def read_models(settings: Settings) -> list[ReadModel]:
-    return [ProfileReadModel(ProfileKeys(settings.redis_namespace))]
+def read_models(settings: Settings, clock: Clock = utc_now) -> list[ReadModel]:
+    namespace = settings.redis_namespace
+    return [
+        ProfileReadModel(ProfileKeys(namespace)),
+        ScoreReadModel(ScoreKeys(namespace), settings.score_model, clock),
+    ]
 
 
 def _tracked(settings: Settings) -> list[TrackedModel]:
@@ -59,7 +64,13 @@ def build_services(
         services.closers += [committer.close, app.close]
     if "query" in roles:
         client = aioredis.Redis.from_url(str(settings.redis_url), decode_responses=True)
-        services.profiles = ProfileQueries(client, ProfileKeys(settings.redis_namespace))
+        services.profiles = ProfileQueries(
+            client,
+            ProfileKeys(settings.redis_namespace),
+            ScoreKeys(settings.redis_namespace),
+            settings.score_model,
+            clock,
+        )
         services.status = StatusReader(client, _tracked(settings))
         services.closers.append(client.aclose)
         services.probes["redis"] = client.ping
@@ -103,7 +114,7 @@ class ProjectorHandle:
 
 
 def build_projector(
-    settings: Settings, telemetry: Telemetry
+    settings: Settings, telemetry: Telemetry, clock: Clock = utc_now
 ) -> tuple[Projector, ProfileApplication, PostgresWakeup]:
     """The reader application is returned so the caller keeps it (and its pool) alive."""
     reader = build_application(settings, utc_now, cache=False)
@@ -117,7 +128,7 @@ def build_projector(
         reader.recorder,
         reader.mapper,
         client,
-        read_models(settings),
+        read_models(settings, clock),
         batch_size=settings.projection_batch,
         on_batch=observe,
         span=telemetry.span,
@@ -129,8 +140,10 @@ def build_projector(
     return projector, reader, PostgresWakeup(settings.database_url)
 
 
-def start_projector(settings: Settings, telemetry: Telemetry) -> ProjectorHandle:
-    projector, reader, wakeup = build_projector(settings, telemetry)
+def start_projector(
+    settings: Settings, telemetry: Telemetry, clock: Clock = utc_now
+) -> ProjectorHandle:
+    projector, reader, wakeup = build_projector(settings, telemetry, clock)
     stop = threading.Event()
     thread = threading.Thread(
         target=projector.run,

@@ -70,6 +70,12 @@ class Profile:
     def can_personalize(self) -> bool:
         return self.view.can_personalize
 
+    @strawberry.field(
+        description="At query time, per the contract's formula; 0 unless canPersonalize."
+    )
+    def engagement_score(self) -> float:
+        return self.view.engagement_score
+
     @strawberry.field(description="Blank unless canPersonalize.")
     def interaction_counts(self) -> JSON:
         return JSON(self.view.interaction_counts)

@@ -75,7 +75,22 @@ class Drop:
     key: str
 
 
-Op = Incr | Put | Remove | Least | Greatest | PutIfNewer | Keep | Drop
+@dataclass(frozen=True)
+class Fold:
+    """Adds weight * 0.5 ** ((t - at) / half_life) to the decaying sum in hash `key` (fields
+    v: the sum at ref, ref: epoch seconds), first folding in the entries of the sorted set
+    `pending` ("id|weight", scored by epoch) that are due by `now`. Order-dependent: never
+    merged by `compact`."""
+
+    key: str
+    weight: float
+    at: float  # epoch seconds
+    half_life: float  # seconds
+    pending: str
+    now: float
+
+
+Op = Incr | Put | Remove | Least | Greatest | PutIfNewer | Keep | Drop | Fold
 
 
 def compact(ops: Iterable[Op]) -> list[Op]:
@@ -86,6 +101,7 @@ def compact(ops: Iterable[Op]) -> list[Op]:
     that key. Assumes what the read models guarantee: each field is written by one kind of op.
     """
     merged: dict[tuple[str, str, str], Op] = {}
+    folds = 0
     # isinstance on these concrete classes, not `match` class patterns: at a few thousand ops
     # per batch the patterns cost more than the whole script run in Valkey.
     for op in ops:
@@ -112,6 +128,9 @@ def compact(ops: Iterable[Op]) -> list[Op]:
                 merged[("SN", op.key, op.field)] = op
         elif isinstance(op, Keep):
             merged[("Z", op.key, op.member)] = op
+        elif isinstance(op, Fold):
+            folds += 1
+            merged[("F", op.key, str(folds))] = op  # each one kept, in order
         else:  # Drop: what came before on that key no longer matters
             for at in [at for at in merged if at[1] == op.key]:
                 del merged[at]
@@ -147,6 +166,8 @@ def encode(ops: Iterable[Op]) -> bytes:
                 trims[key] = keep
             case Drop(key):
                 out += ["X", key]
+            case Fold(key, weight, at, half_life, pending, now):
+                out += ["F", key, weight, at, half_life, pending, now]
     for key, keep in trims.items():
         out += ["T", key, keep]
     return orjson.dumps(out)
@@ -163,6 +184,18 @@ local current = tonumber(redis.call('HGET', track, 'position') or '0')
 if current >= last then return 0 end
 if current ~= after then
   return redis.error_reply('POSITION stored ' .. current .. ', batch continues from ' .. after)
+end
+local function fold(key, w, at, h)
+  local v = tonumber(redis.call('HGET', key, 'v'))
+  local ref = tonumber(redis.call('HGET', key, 'ref'))
+  if not v then
+    v, ref = w, at
+  elseif at <= ref then
+    v = v + w * 2 ^ (-(ref - at) / h)
+  else
+    v, ref = v * 2 ^ (-(at - ref) / h) + w, at
+  end
+  redis.call('HSET', key, 'v', string.format('%.17g', v), 'ref', string.format('%.17g', ref))
 end
 local a = cjson.decode(ARGV[4])
 local i = 1
@@ -195,6 +228,14 @@ while i <= n do
     redis.call('ZREMRANGEBYRANK', key, 0, -(a[i + 2] + 1)); i = i + 3
   elseif op == 'X' then
     redis.call('DEL', key); i = i + 2
+  elseif op == 'F' then
+    local h, pending, now = a[i + 4], a[i + 5], a[i + 6]
+    local due = redis.call('ZRANGEBYSCORE', pending, '-inf', now, 'WITHSCORES')
+    for j = 1, #due, 2 do
+      fold(key, tonumber(string.match(due[j], '|([^|]+)$')), tonumber(due[j + 1]), h)
+    end
+    if #due > 0 then redis.call('ZREMRANGEBYSCORE', pending, '-inf', now) end
+    fold(key, a[i + 2], a[i + 3], h); i = i + 7
   else
     return redis.error_reply('unknown op ' .. tostring(op) .. ' at item ' .. i)
   end

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -21,7 +21,9 @@ from domain.consent import ConsentPurpose
 from domain.customer import Customer
 from domain.ids import customer_uuid
 from domain.normalise import format_utc
+from domain.score import ScoreModel
 from projections.ops import Incr, Keep, Least, Op, Put, PutIfNewer, Remove
+from projections.score import ScoreKeys, score_at
 
 NAME = "profile"
 VERSION = 1  # bump when the stored shape changes; the rebuild writes the new keys beside the old
@@ -155,6 +157,7 @@ class ProfileView:
     first_seen_at: datetime | None
     last_seen_at: datetime | None
     recent: tuple[dict[str, Any], ...]
+    engagement_score: float = 0.0  # valued at query time: it decays without writes
 
     def consent(self, purpose: ConsentPurpose) -> bool:
         return any(c.granted for c in self.consents if c.purpose is purpose)
@@ -172,7 +175,7 @@ class ProfileView:
         if self.can_personalize:
             return self
         return ProfileView(
-            self.customer_id, self.version, self.traits, self.consents, {}, None, None, ()
+            self.customer_id, self.version, self.traits, self.consents, {}, None, None, (), 0.0
         )
 
 
@@ -215,9 +218,19 @@ def parse_profile(customer_id: str, fields: dict[str, str], recent: Sequence[str
 class ProfileQueries:
     """Reads profiles with one round trip each; `client` is a redis.asyncio client (str replies)."""
 
-    def __init__(self, client: Any, keys: ProfileKeys) -> None:
+    def __init__(
+        self,
+        client: Any,
+        keys: ProfileKeys,
+        score_keys: ScoreKeys,
+        score_model: ScoreModel,
+        clock: Callable[[], datetime],
+    ) -> None:
         self._client = client
         self._keys = keys
+        self._score_keys = score_keys
+        self._score_model = score_model
+        self._clock = clock
 
     async def get(self, customer_id: str, recent: int = 10) -> ProfileView | None:
         return (await self.get_many([customer_id], recent))[0]
@@ -231,11 +244,17 @@ class ProfileQueries:
                 uid = customer_uuid(cid)
                 pipe.hgetall(self._keys.profile(uid))
                 pipe.zrevrange(self._keys.recent(uid), 0, max(recent, 0) - 1)
+                pipe.hgetall(self._score_keys.score(uid))
+                pipe.zrange(self._score_keys.pending(uid), 0, -1, withscores=True)
             replies = await pipe.execute()
+        now = self._clock()
         views: list[ProfileView | None] = []
         for i, cid in enumerate(customer_ids):
-            fields, items = replies[2 * i], replies[2 * i + 1]
-            views.append(
-                parse_profile(cid, fields, items if recent > 0 else []) if fields else None
-            )
+            fields, items, score, pending = replies[4 * i : 4 * i + 4]
+            if not fields:
+                views.append(None)
+                continue
+            view = parse_profile(cid, fields, items if recent > 0 else [])
+            engagement = score_at(self._score_model, score, pending, now)
+            views.append(replace(view, engagement_score=engagement))
         return views

@@ -1,0 +1,84 @@
+"""The engagement-score read model: one decaying sum per profile, valued at query time.
+
+The projector folds each interaction into (v, ref): the score at instant ref. The query side
+decays it to the present, so the score falls without writes. An interaction stamped ahead of
+the clock waits in a small sorted set until it is due; until then it does not count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from uuid import UUID
+
+from domain.customer import Customer
+from domain.score import ScoreModel
+from projections.ops import Fold, Keep, Op
+
+NAME = "score"
+VERSION = 1  # the weights and half-life are baked into stored sums: changing them needs a rebuild
+PENDING_KEPT = 10_000
+
+
+@lru_cache(maxsize=100_000)
+def _key(namespace: str, version: int, uid: UUID) -> str:
+    return f"{namespace}score:v{version}:{{{uid}}}"
+
+
+@dataclass(frozen=True)
+class ScoreKeys:
+    namespace: str = ""
+    version: int = VERSION
+
+    def score(self, uid: UUID) -> str:
+        return _key(self.namespace, self.version, uid)
+
+    def pending(self, uid: UUID) -> str:
+        return self.score(uid) + ":pending"
+
+    @property
+    def tracking(self) -> str:
+        return f"{self.namespace}projection:{NAME}:v{self.version}"
+
+
+@dataclass(frozen=True)
+class ScoreReadModel:
+    keys: ScoreKeys
+    model: ScoreModel
+    clock: Callable[[], datetime]  # decides only whether an interaction is due yet
+    name: str = NAME
+    version: int = VERSION
+
+    @property
+    def tracking_key(self) -> str:
+        return self.keys.tracking
+
+    def changes(self, event: object) -> list[Op]:
+        if not isinstance(event, Customer.InteractionRecorded):
+            return []
+        uid = event.originator_id
+        weight = self.model.weight(event.type)
+        at = event.occurred_at.timestamp()
+        now = self.clock().timestamp()
+        if at > now:  # happened "later": counts from its own time, not before
+            return [Keep(self.keys.pending(uid), at, f"{event.event_id}|{weight!r}", PENDING_KEPT)]
+        half_life = self.model.half_life.total_seconds()
+        return [Fold(self.keys.score(uid), weight, at, half_life, self.keys.pending(uid), now)]
+
+
+def score_at(
+    model: ScoreModel, fields: dict[str, str], pending: Sequence[tuple[str, float]], t: datetime
+) -> float:
+    """The contract's formula from the stored sum and the not-yet-folded entries."""
+    half_life = model.half_life.total_seconds()
+    now = t.timestamp()
+    total = 0.0
+    if "v" in fields:
+        total = float(fields["v"]) * 0.5 ** ((now - float(fields["ref"])) / half_life)
+    for member, at in pending:
+        if at <= now:
+            weight = float(member.rsplit("|", 1)[1])
+            total += weight * 0.5 ** ((now - at) / half_life)
+    return total
