@@ -21,24 +21,33 @@ from domain.batch import Outcome
 from domain.commands import Command
 from domain.group_commit import Execute, GroupCommitter
 from domain.ports import Clock
+from projections import profile, score, segments
 from projections.profile import ProfileKeys, ProfileQueries, ProfileReadModel
 from projections.runner import Projector, ReadModel
 from projections.score import ScoreKeys, ScoreReadModel
+from projections.segment_queries import SegmentQueries
+from projections.segments import SegmentKeys, SegmentsReadModel
 from projections.status import StatusReader, TrackedModel
 
 ROLES = ("commands", "query", "audit")
 
 
-def read_models(settings: Settings, clock: Clock = utc_now) -> list[ReadModel]:
+def read_models(settings: Settings, clock: Clock, client: redis.Redis) -> list[ReadModel]:
     namespace = settings.redis_namespace
     return [
         ProfileReadModel(ProfileKeys(namespace)),
         ScoreReadModel(ScoreKeys(namespace), settings.score_model, clock),
+        SegmentsReadModel(SegmentKeys(namespace), settings.score_model, clock, client),
     ]
 
 
 def _tracked(settings: Settings) -> list[TrackedModel]:
-    return [TrackedModel(m.name, m.version, m.tracking_key) for m in read_models(settings)]
+    namespace = settings.redis_namespace
+    return [
+        TrackedModel(profile.NAME, profile.VERSION, ProfileKeys(namespace).tracking),
+        TrackedModel(score.NAME, score.VERSION, ScoreKeys(namespace).tracking),
+        TrackedModel(segments.NAME, segments.VERSION, SegmentKeys(namespace).tracking),
+    ]
 
 
 def build_services(
@@ -70,7 +79,9 @@ def build_services(
             ScoreKeys(settings.redis_namespace),
             settings.score_model,
             clock,
+            SegmentKeys(settings.redis_namespace),
         )
+        services.segments = SegmentQueries(client, SegmentKeys(settings.redis_namespace))
         services.status = StatusReader(client, _tracked(settings))
         services.closers.append(client.aclose)
         services.probes["redis"] = client.ping
@@ -128,7 +139,7 @@ def build_projector(
         reader.recorder,
         reader.mapper,
         client,
-        read_models(settings, clock),
+        read_models(settings, clock, client),
         batch_size=settings.projection_batch,
         on_batch=observe,
         span=telemetry.span,

@@ -20,6 +20,7 @@ from domain.ports import Clock
 if TYPE_CHECKING:
     from domain.application import ProfileApplication
     from projections.profile import ProfileQueries, ProfileView
+    from projections.segment_queries import SegmentQueries
     from projections.status import StatusReader
 
 
@@ -44,6 +45,7 @@ class Services:
     commands: CommandBus | None = None
     command_app: ProfileApplication | None = None
     profiles: ProfileQueries | None = None
+    segments: SegmentQueries | None = None
     status: StatusReader | None = None
     audit_app: ProfileApplication | None = None
     closers: list[Any] = field(default_factory=list)

@@ -16,6 +16,7 @@ from api.scalars import JSON, Long, utc
 from api.schema_options import ProfileSchema
 from domain.errors import InvalidInput
 from projections.profile import RECENT_KEPT, ProfileView
+from projections.segment_state import Definition
 
 PRELOADED_RECENT = 10  # the default page; a larger `first` costs one more read
 MAX_BATCH = 500
@@ -76,6 +77,12 @@ class Profile:
     def engagement_score(self) -> float:
         return self.view.engagement_score
 
+    @strawberry.field(
+        description="Ids of the segments the profile is in; [] unless canPersonalize."
+    )
+    def segments(self) -> list[strawberry.ID]:
+        return [strawberry.ID(s) for s in self.view.segments]
+
     @strawberry.field(description="Blank unless canPersonalize.")
     def interaction_counts(self) -> JSON:
         return JSON(self.view.interaction_counts)
@@ -99,6 +106,58 @@ class Profile:
             fresh = await info.context.profiles().get(self.view.customer_id, recent=first)
             items = fresh.recent if fresh is not None else ()
         return [Interaction.of(i) for i in items[:first]]
+
+
+@strawberry.type
+class MemberPage:
+    customer_ids: list[strawberry.ID]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type
+class Segment:
+    definition: strawberry.Private[Definition]
+    size: int
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.definition.segment_id)
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.definition.name
+
+    @strawberry.field
+    def description(self) -> str | None:
+        return self.definition.description
+
+    @strawberry.field
+    def rule(self) -> JSON:
+        return JSON(self.definition.rule_json)
+
+    @strawberry.field
+    def version(self) -> int:
+        return self.definition.version
+
+    @strawberry.field(description="filling while existing profiles are being evaluated; then live")
+    def state(self) -> str:
+        return self.definition.state
+
+    @strawberry.field
+    async def members(
+        self, info: Info[Context, None], first: int = 100, after: str | None = None
+    ) -> MemberPage:
+        if not 0 < first <= 1_000:
+            raise InvalidInput("first", f"is {first}; send 1 to 1000")
+        segments = info.context.services.segments
+        assert segments is not None
+        page = await segments.members(self.definition.segment_id, first, after)
+        return MemberPage(
+            customer_ids=[strawberry.ID(c) for c in page.customer_ids],
+            end_cursor=page.end_cursor,
+            has_next_page=page.has_next_page,
+        )
 
 
 @strawberry.type
@@ -174,6 +233,19 @@ class Query:
             )
         views = await _loader(info.context).load_many([str(c) for c in customer_ids])
         return [_visible(v) for v in views]
+
+    @strawberry.field
+    async def segment(self, info: Info[Context, None], id: strawberry.ID) -> Segment | None:
+        segments = info.context.services.segments
+        assert segments is not None
+        found = await segments.get(str(id))
+        return None if found is None else Segment(definition=found[0], size=found[1])
+
+    @strawberry.field
+    async def segments(self, info: Info[Context, None]) -> list[Segment]:
+        segments = info.context.services.segments
+        assert segments is not None
+        return [Segment(definition=d, size=n) for d, n in await segments.all()]
 
     @strawberry.field
     async def projections(self, info: Info[Context, None]) -> list[ProjectionStatus]:

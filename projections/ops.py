@@ -90,7 +90,25 @@ class Fold:
     now: float
 
 
-Op = Incr | Put | Remove | Least | Greatest | PutIfNewer | Keep | Drop | Fold
+@dataclass(frozen=True)
+class Store:
+    """A whole string value (a JSON blob kept under its own key)."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """Adds `member` to a set, or (`score` given) to a sorted set; `present` False removes it."""
+
+    key: str
+    member: str
+    present: bool = True
+    score: float | None = None
+
+
+Op = Incr | Put | Remove | Least | Greatest | PutIfNewer | Keep | Drop | Fold | Store | Member
 
 
 def compact(ops: Iterable[Op]) -> list[Op]:
@@ -128,6 +146,12 @@ def compact(ops: Iterable[Op]) -> list[Op]:
                 merged[("SN", op.key, op.field)] = op
         elif isinstance(op, Keep):
             merged[("Z", op.key, op.member)] = op
+        elif isinstance(op, Store):
+            merged.pop(("SET", op.key, ""), None)
+            merged[("SET", op.key, "")] = op
+        elif isinstance(op, Member):
+            merged.pop(("M", op.key, op.member), None)
+            merged[("M", op.key, op.member)] = op
         elif isinstance(op, Fold):
             folds += 1
             merged[("F", op.key, str(folds))] = op  # each one kept, in order
@@ -168,6 +192,13 @@ def encode(ops: Iterable[Op]) -> bytes:
                 out += ["X", key]
             case Fold(key, weight, at, half_life, pending, now):
                 out += ["F", key, weight, at, half_life, pending, now]
+            case Store(key, value):
+                out += ["SET", key, value]
+            case Member(key, member, present, score):
+                if score is None:
+                    out += ["SA" if present else "SR", key, member]
+                else:
+                    out += ["ZA", key, score, member] if present else ["ZR", key, member]
     for key, keep in trims.items():
         out += ["T", key, keep]
     return orjson.dumps(out)
@@ -181,7 +212,9 @@ local track = ARGV[1]
 local after = tonumber(ARGV[2])
 local last = tonumber(ARGV[3])
 local current = tonumber(redis.call('HGET', track, 'position') or '0')
-if current >= last then return 0 end
+-- after == last: changes due to time, not events (membership leaving a window): they apply
+-- at the stored position and do not move it.
+if after ~= last and current >= last then return 0 end
 if current ~= after then
   return redis.error_reply('POSITION stored ' .. current .. ', batch continues from ' .. after)
 end
@@ -228,6 +261,16 @@ while i <= n do
     redis.call('ZREMRANGEBYRANK', key, 0, -(a[i + 2] + 1)); i = i + 3
   elseif op == 'X' then
     redis.call('DEL', key); i = i + 2
+  elseif op == 'SET' then
+    redis.call('SET', key, a[i + 2]); i = i + 3
+  elseif op == 'SA' then
+    redis.call('SADD', key, a[i + 2]); i = i + 3
+  elseif op == 'SR' then
+    redis.call('SREM', key, a[i + 2]); i = i + 3
+  elseif op == 'ZA' then
+    redis.call('ZADD', key, a[i + 2], a[i + 3]); i = i + 4
+  elseif op == 'ZR' then
+    redis.call('ZREM', key, a[i + 2]); i = i + 3
   elseif op == 'F' then
     local h, pending, now = a[i + 4], a[i + 5], a[i + 6]
     local due = redis.call('ZRANGEBYSCORE', pending, '-inf', now, 'WITHSCORES')
@@ -240,6 +283,6 @@ while i <= n do
     return redis.error_reply('unknown op ' .. tostring(op) .. ' at item ' .. i)
   end
 end
-redis.call('HSET', track, 'position', last)
+if last ~= after then redis.call('HSET', track, 'position', last) end
 return 1
 """

@@ -24,6 +24,8 @@ from domain.normalise import format_utc
 from domain.score import ScoreModel
 from projections.ops import Incr, Keep, Least, Op, Put, PutIfNewer, Remove
 from projections.score import ScoreKeys, score_at
+from projections.segment_state import is_live
+from projections.segments import SegmentKeys
 
 NAME = "profile"
 VERSION = 1  # bump when the stored shape changes; the rebuild writes the new keys beside the old
@@ -131,8 +133,8 @@ class ProfileReadModel:
     def tracking_key(self) -> str:
         return self.keys.tracking
 
-    def changes(self, event: object) -> list[Op]:
-        return changes(event, self.keys)
+    def page_changes(self, events: Sequence[tuple[int, object]]) -> list[Op]:
+        return [op for _, event in events for op in changes(event, self.keys)]
 
 
 # ------------------------------------------------------------------ query
@@ -158,6 +160,7 @@ class ProfileView:
     last_seen_at: datetime | None
     recent: tuple[dict[str, Any], ...]
     engagement_score: float = 0.0  # valued at query time: it decays without writes
+    segments: tuple[str, ...] = ()
 
     def consent(self, purpose: ConsentPurpose) -> bool:
         return any(c.granted for c in self.consents if c.purpose is purpose)
@@ -175,7 +178,7 @@ class ProfileView:
         if self.can_personalize:
             return self
         return ProfileView(
-            self.customer_id, self.version, self.traits, self.consents, {}, None, None, (), 0.0
+            self.customer_id, self.version, self.traits, self.consents, {}, None, None, (), 0.0, ()
         )
 
 
@@ -225,9 +228,11 @@ class ProfileQueries:
         score_keys: ScoreKeys,
         score_model: ScoreModel,
         clock: Callable[[], datetime],
+        segment_keys: SegmentKeys,
     ) -> None:
         self._client = client
         self._keys = keys
+        self._segment_keys = segment_keys
         self._score_keys = score_keys
         self._score_model = score_model
         self._clock = clock
@@ -240,21 +245,26 @@ class ProfileQueries:
     ) -> list[ProfileView | None]:
         # MULTI/EXEC: a profile is never read half-way through a projector's batch.
         async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._segment_keys.definitions)
             for cid in customer_ids:
                 uid = customer_uuid(cid)
                 pipe.hgetall(self._keys.profile(uid))
                 pipe.zrevrange(self._keys.recent(uid), 0, max(recent, 0) - 1)
                 pipe.hgetall(self._score_keys.score(uid))
                 pipe.zrange(self._score_keys.pending(uid), 0, -1, withscores=True)
-            replies = await pipe.execute()
+                pipe.smembers(self._segment_keys.of(uid))
+            definitions, *replies = await pipe.execute()
+        # A retired segment may linger in a profile's set until that profile next changes.
+        live = {k for k, v in definitions.items() if is_live(v)}
         now = self._clock()
         views: list[ProfileView | None] = []
         for i, cid in enumerate(customer_ids):
-            fields, items, score, pending = replies[4 * i : 4 * i + 4]
+            fields, items, score, pending, member_of = replies[5 * i : 5 * i + 5]
             if not fields:
                 views.append(None)
                 continue
             view = parse_profile(cid, fields, items if recent > 0 else [])
             engagement = score_at(self._score_model, score, pending, now)
-            views.append(replace(view, engagement_score=engagement))
+            joined = tuple(sorted(s for s in member_of if s in live))
+            views.append(replace(view, engagement_score=engagement, segments=joined))
         return views

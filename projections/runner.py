@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 from redis.exceptions import ResponseError
@@ -35,7 +35,22 @@ class ReadModel(Protocol):
     @property
     def tracking_key(self) -> str: ...
 
-    def changes(self, event: object) -> list[Op]: ...
+    def page_changes(self, events: Sequence[tuple[int, object]]) -> list[Op]:
+        """The view changes for a page of (position, event), in store order."""
+        ...
+
+
+@runtime_checkable
+class Maintained(Protocol):
+    """A read model with work beyond events: time-driven changes, back-fills."""
+
+    def maintain(self, apply: ApplyOps, pages: PageReader) -> bool:
+        """Does one bounded step; True when it did something (so the loop does not sleep)."""
+        ...
+
+
+ApplyOps = Callable[[str, int, int, list[Op]], bool]  # tracking key, after, last, ops
+PageReader = Callable[[int, int], list[tuple[int, Any]]]  # after, stop -> decoded page
 
 
 class Wakeup(Protocol):
@@ -134,9 +149,7 @@ class Projector:
         if not mine:
             return 0, position
         started = time.perf_counter()
-        ops: list[Op] = []
-        for _, event in mine:
-            ops += model.changes(event)
+        ops = model.page_changes(mine)
         last = mine[-1][0]
         with self._span("projection.batch", read_model=model.name, events=len(mine)):
             try:
@@ -175,14 +188,31 @@ class Projector:
             },
         )
 
+    def maintain(self) -> bool:
+        """One step of each read model's time-driven or back-fill work."""
+        busy = False
+        for model in self._models:
+            if isinstance(model, Maintained):
+                busy = model.maintain(self.apply_ops, self._read_page) or busy
+        return busy
+
+    def apply_ops(self, tracking_key: str, after: int, last: int, ops: list[Op]) -> bool:
+        """Applies ops atomically with a tracking position; after == last: no position move."""
+        return bool(self._apply(args=[tracking_key, after, last, encode(ops)]))
+
     def run(self, stop: threading.Event, wakeup: Wakeup, poll_seconds: float = 1.0) -> None:
-        """Follows the store until `stop` is set; a NOTIFY wakes it, a poll covers a lost one."""
+        """Follows the store until `stop` is set; a NOTIFY wakes it, a poll covers a lost one.
+        With time-driven read models the wait is short, so a window sliding past shows within
+        a second."""
+        timed = any(isinstance(m, Maintained) for m in self._models)
+        wait = min(poll_seconds, 0.2) if timed else poll_seconds
         while not stop.is_set():
             try:
                 applied = self.catch_up()
+                busy = self.maintain()
             except Exception:
                 logger.exception("projection batch failed; retrying in %.1fs", poll_seconds)
                 stop.wait(poll_seconds)
                 continue
-            if applied == 0:
-                wakeup.wait(poll_seconds)
+            if applied == 0 and not busy:
+                wakeup.wait(wait)

@@ -55,6 +55,9 @@ class ScoreReadModel:
     def tracking_key(self) -> str:
         return self.keys.tracking
 
+    def page_changes(self, events: Sequence[tuple[int, object]]) -> list[Op]:
+        return [op for _, event in events for op in self.changes(event)]
+
     def changes(self, event: object) -> list[Op]:
         if not isinstance(event, Customer.InteractionRecorded):
             return []

@@ -23,6 +23,10 @@ def dump(client: redis.Redis, namespace: str) -> dict[str, Any]:
             out[name] = client.hgetall(key)
         elif kind == "zset":
             out[name] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "string":
+            out[name] = client.get(key)
+        elif kind == "set":
+            out[name] = sorted(client.smembers(key))
         else:
             out[name] = (kind, client.dump(key))
     return out

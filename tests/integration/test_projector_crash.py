@@ -110,7 +110,7 @@ def test_projector_killed_ten_times_converges_to_the_rebuild(settings: Settings)
     counted = sum(
         int(v)
         for k, h in live.items()
-        if ":recent" not in k and not k.startswith("projection")
+        if k.startswith("profile:") and ":recent" not in k
         for f, v in h.items()
         if f.startswith("n:")
     )

@@ -1,0 +1,161 @@
+"""Segment definitions and one profile's rule facts as the segment read model stores them.
+
+Facts for event conditions are scoped to a segment version ("id@version/condition key"), so a
+new or changed rule starts its own history: live events after its definition and the
+back-fill of events before it fill disjoint halves, and nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from domain.facts import Facts, KeyTimes, event_conditions, keep_per_key, matches
+from domain.rules import EventCondition, Rule, parse_rule
+from domain.score import ScoreState
+
+
+@dataclass(frozen=True)
+class Definition:
+    segment_id: str
+    name: str
+    description: str | None
+    rule_json: Any
+    version: int
+    position: int  # where it was defined: the back-fill replays up to here
+    state: str = "filling"  # filling until every existing profile is evaluated; then live
+    retired: bool = False
+
+    @property
+    def rule(self) -> Rule:
+        return _parse(orjson.dumps(self.rule_json))
+
+    @property
+    def scope(self) -> str:
+        return f"{self.segment_id}@{self.version}/"
+
+    def conditions(self) -> list[EventCondition]:
+        return list(event_conditions(self.rule))
+
+    def keep(self) -> dict[str, int]:
+        return keep_per_key([self.rule])
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.__dict__).decode()
+
+    @classmethod
+    def from_json(cls, raw: str) -> Definition:
+        return cls(**orjson.loads(raw))
+
+
+@lru_cache(maxsize=10_000)
+def is_live(raw: str) -> bool:
+    """Whether a stored definition is in service; cached, as every profile read asks."""
+    return not Definition.from_json(raw).retired
+
+
+_RULES: dict[bytes, Rule] = {}
+
+
+def _parse(raw: bytes) -> Rule:
+    # Parsed once per distinct rule: evaluation runs per profile per page.
+    rule = _RULES.get(raw)
+    if rule is None:
+        rule = _RULES[raw] = parse_rule(orjson.loads(raw))
+    return rule
+
+
+@dataclass
+class ProfileFacts:
+    """Everything segment rules read about one profile, as one JSON blob in Redis."""
+
+    customer_id: str = ""
+    traits: dict[str, Any] = field(default_factory=dict)
+    consents: dict[str, tuple[bool, str]] = field(default_factory=dict)  # purpose: (granted, at)
+    score: ScoreState = field(default_factory=ScoreState)
+    times: dict[str, KeyTimes] = field(default_factory=dict)  # scoped key -> times
+    segments: list[str] = field(default_factory=list)  # current membership
+
+    def add_interaction(
+        self,
+        kind: str,
+        properties: Mapping[str, Any],
+        at: datetime,
+        definitions: list[Definition],
+        now: datetime,
+    ) -> None:
+        for definition in definitions:
+            keep = definition.keep()
+            seen: set[str] = set()
+            for condition in definition.conditions():
+                scoped = definition.scope + condition.key
+                if scoped in seen or not matches(condition, kind, properties):
+                    continue
+                seen.add(scoped)
+                times = self.times.get(scoped, KeyTimes())
+                self.times[scoped] = times.add(at, keep[condition.key], now)
+
+    def facts_for(self, definition: Definition) -> Facts:
+        prefix = definition.scope
+        events = {k[len(prefix) :]: v for k, v in self.times.items() if k.startswith(prefix)}
+        return Facts(
+            events=events,
+            traits=self.traits,
+            consents={p: granted for p, (granted, _) in self.consents.items()},
+            score=self.score,
+        )
+
+    def forget_scopes_except(self, live: set[str]) -> None:
+        """Drops the histories of retired or replaced segment versions."""
+        self.times = {k: v for k, v in self.times.items() if k.split("/", 1)[0] + "/" in live}
+
+    def to_json(self) -> str:
+        return orjson.dumps(
+            {
+                "cid": self.customer_id,
+                "t": self.traits,
+                "c": self.consents,
+                "s": [
+                    self.score.value,
+                    _stamp(self.score.reference),
+                    [[_stamp(a), w] for a, w in self.score.pending],
+                ],
+                "k": {k: [[_stamp(x) for x in v.recent], v.total] for k, v in self.times.items()},
+                "m": self.segments,
+            }
+        ).decode()
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> ProfileFacts:
+        if not raw:
+            return cls()
+        d = orjson.loads(raw)
+        value, reference, pending = d["s"]
+        return cls(
+            customer_id=d["cid"],
+            traits=d["t"],
+            consents={p: (g, at) for p, (g, at) in d["c"].items()},
+            score=ScoreState(value, _time(reference), tuple((_when(a), w) for a, w in pending)),
+            times={
+                k: KeyTimes(tuple(_when(x) for x in recent), total)
+                for k, (recent, total) in d["k"].items()
+            },
+            segments=d["m"],
+        )
+
+
+def _stamp(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()
+
+
+def _time(stamp: float | None) -> datetime | None:
+    return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+
+
+def _when(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, UTC)

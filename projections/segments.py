@@ -1,0 +1,259 @@
+"""The segment-membership read model: per profile its segments, per segment its members.
+
+Membership changes with the events that change a profile's facts, and with time: each profile
+is scheduled at the next instant its answer can change (a window sliding past, a score decaying
+through a threshold), and `tick` re-evaluates only what is due. A new or changed rule back-fills
+existing profiles from the event store while live updates go on (see `projections.backfill`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from domain.customer import Customer
+from domain.evaluation import evaluate, next_change
+from domain.normalise import format_utc
+from domain.score import ScoreModel
+from domain.segment import Segment
+from projections.ops import Drop, Member, Op, Put, Store
+from projections.runner import ApplyOps, PageReader
+from projections.segment_state import Definition, ProfileFacts
+
+NAME = "segments"
+VERSION = 1
+DUE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SegmentKeys:
+    namespace: str = ""
+    version: int = VERSION
+
+    @property
+    def base(self) -> str:
+        return f"{self.namespace}segments:v{self.version}:"
+
+    @property
+    def tracking(self) -> str:
+        return f"{self.namespace}projection:{NAME}:v{self.version}"
+
+    @property
+    def definitions(self) -> str:
+        return self.base + "defs"
+
+    @property
+    def due(self) -> str:
+        return self.base + "due"
+
+    def facts(self, uid: UUID | str) -> str:
+        return f"{self.base}facts:{{{uid}}}"
+
+    def of(self, uid: UUID | str) -> str:
+        return f"{self.base}of:{{{uid}}}"
+
+    def members(self, segment_id: str) -> str:
+        return f"{self.base}members:{segment_id}"
+
+    def backfill(self, definition: Definition) -> str:
+        return f"{self.base}backfill:{definition.segment_id}@{definition.version}"
+
+
+class SegmentsReadModel:
+    name = NAME
+    version = VERSION
+
+    def __init__(
+        self, keys: SegmentKeys, model: ScoreModel, clock: Callable[[], datetime], redis: Any
+    ) -> None:
+        self.keys = keys
+        self.model = model
+        self.clock = clock
+        self._redis = redis  # reads facts before changing them; only this projector writes
+        self._definitions: dict[str, Definition] | None = None
+
+    @property
+    def tracking_key(self) -> str:
+        return self.keys.tracking
+
+    def definitions(self) -> dict[str, Definition]:
+        if self._definitions is None:
+            stored = self._redis.hgetall(self.keys.definitions)
+            self._definitions = {k: Definition.from_json(v) for k, v in stored.items()}
+        return self._definitions
+
+    def active(self) -> list[Definition]:
+        return [d for d in self.definitions().values() if not d.retired]
+
+    # ------------------------------------------------------------------ events
+
+    def page_changes(self, events: Sequence[tuple[int, object]]) -> list[Op]:
+        now = self.clock()
+        touched = {e.originator_id for _, e in events if isinstance(e, CUSTOMER_EVENTS)}
+        facts = self.load(touched)
+        ops: list[Op] = []
+        for position, event in events:
+            if isinstance(event, SEGMENT_EVENTS):
+                ops += self._segment_event(event, position)
+            elif isinstance(event, CUSTOMER_EVENTS):
+                self._apply(facts[event.originator_id], event, now)
+        for uid, profile in facts.items():
+            ops += self.settle(uid, profile, now)
+        return ops
+
+    def _segment_event(self, event: Any, position: int) -> list[Op]:
+        definitions = self.definitions()
+        segment_id = getattr(event, "segment_id", None) or _segment_id_of(definitions, event)
+        before = definitions.get(segment_id)
+        if isinstance(event, Segment.Retired):
+            if before is None:
+                return []
+            retired = replace(before, retired=True, version=event.originator_version)
+            definitions[segment_id] = retired
+            ops: list[Op] = [Drop(self.keys.members(segment_id))]
+        else:
+            definitions[segment_id] = Definition(
+                segment_id=segment_id,
+                name=event.name,
+                description=event.description,
+                rule_json=event.rule,
+                version=event.originator_version,
+                position=position,
+            )
+            ops = []
+        return [*ops, Put(self.keys.definitions, segment_id, definitions[segment_id].to_json())]
+
+    def _apply(self, profile: ProfileFacts, event: Any, now: datetime) -> None:
+        if isinstance(event, Customer.Registered):
+            profile.customer_id = event.customer_id
+        elif isinstance(event, Customer.InteractionRecorded):
+            live = [d for d in self.active()]
+            profile.add_interaction(event.type, event.properties, event.occurred_at, live, now)
+            profile.score = profile.score.add(self.model, event.type, event.occurred_at, now)
+        elif isinstance(event, Customer.TraitsUpdated):
+            for name, value in event.traits.items():
+                if value is None:
+                    profile.traits.pop(name, None)
+                else:
+                    profile.traits[name] = value
+        elif isinstance(event, Customer.ConsentChanged):
+            at = format_utc(event.occurred_at)
+            current = profile.consents.get(event.purpose)
+            if current is None or at >= current[1]:
+                profile.consents[event.purpose] = (event.granted, at)
+
+    # ------------------------------------------------------------------ membership
+
+    def load(self, uids: set[UUID] | list[UUID]) -> dict[UUID, ProfileFacts]:
+        ordered = list(uids)
+        raws = self._redis.mget([self.keys.facts(u) for u in ordered]) if ordered else []
+        return {u: ProfileFacts.from_json(r) for u, r in zip(ordered, raws, strict=True)}
+
+    def settle(self, uid: UUID, profile: ProfileFacts, now: datetime) -> list[Op]:
+        """Re-evaluates every live segment for the profile; writes its facts, membership and
+        next due instant."""
+        active = self.active()
+        profile.forget_scopes_except({d.scope for d in active})
+        joined, due = [], []
+        for definition in active:
+            facts = profile.facts_for(definition)
+            if evaluate(definition.rule, facts, self.model, now):
+                joined.append(definition.segment_id)
+            when = next_change(definition.rule, facts, self.model, now)
+            if when is not None:
+                due.append(when)
+        ops: list[Op] = []
+        for segment_id in sorted(set(profile.segments) | set(joined)):
+            inside = segment_id in joined
+            if inside != (segment_id in profile.segments):
+                ops.append(Member(self.keys.of(uid), segment_id, inside))
+                ops.append(Member(self.keys.members(segment_id), profile.customer_id, inside, 0.0))
+        profile.segments = sorted(joined)
+        ops.append(Store(self.keys.facts(uid), profile.to_json()))
+        ops.append(
+            Member(self.keys.due, str(uid), True, min(due).timestamp())
+            if due
+            else Member(self.keys.due, str(uid), False, 0.0)
+        )
+        return ops
+
+    # ------------------------------------------------------------------ time and back-fill
+
+    def maintain(self, apply: ApplyOps, pages: PageReader) -> bool:
+        position = int(self._redis.hget(self.tracking_key, "position") or 0)
+        ops = self.tick(self.clock())
+        if ops:
+            apply(self.tracking_key, position, position, ops)
+        filling = [d for d in self.active() if d.state == "filling"]
+        return bool(ops) or (bool(filling) and self._backfill_step(filling[0], apply, pages))
+
+    def _backfill_step(self, definition: Definition, apply: ApplyOps, pages: PageReader) -> bool:
+        """Replays history up to the definition into its own facts, then evaluates everyone."""
+        track = self.keys.backfill(definition)
+        cursor = int(self._redis.hget(track, "position") or 0)
+        if cursor < definition.position:
+            page = [(n, e) for n, e in pages(cursor, definition.position)]
+            if not page:
+                return False
+            interactions = [e for _, e in page if isinstance(e, Customer.InteractionRecorded)]
+            facts = self.load({e.originator_id for e in interactions})
+            now = self.clock()
+            for e in interactions:
+                facts[e.originator_id].add_interaction(
+                    e.type, e.properties, e.occurred_at, [definition], now
+                )
+            ops: list[Op] = [Store(self.keys.facts(u), f.to_json()) for u, f in facts.items()]
+            return apply(track, cursor, page[-1][0], ops)
+        # Every profile, evaluated once with its complete history: then the segment is live.
+        position = int(self._redis.hget(self.tracking_key, "position") or 0)
+        now = self.clock()
+        for keys in _chunks(self._redis.scan_iter(match=self.keys.facts("*"), count=500), 500):
+            uids = [UUID(k.rsplit("{", 1)[1].rstrip("}")) for k in keys]
+            facts = self.load(uids)
+            ops = [op for u in uids for op in self.settle(u, facts[u], now)]
+            apply(self.tracking_key, position, position, ops)
+        live = replace(definition, state="live")
+        self.definitions()[definition.segment_id] = live
+        done: list[Op] = [Put(self.keys.definitions, definition.segment_id, live.to_json())]
+        return apply(self.tracking_key, position, position, done)
+
+    def tick(self, now: datetime) -> list[Op]:
+        """Membership that time changed: re-evaluates the profiles whose instant has come."""
+        due = self._redis.zrangebyscore(self.keys.due, "-inf", now.timestamp(), 0, DUE_BATCH)
+        if not due:
+            return []
+        uids = [UUID(u) for u in due]
+        facts = self.load(uids)
+        return [op for uid in uids for op in self.settle(uid, facts[uid], now)]
+
+
+CUSTOMER_EVENTS = (
+    Customer.Registered,
+    Customer.InteractionRecorded,
+    Customer.TraitsUpdated,
+    Customer.ConsentChanged,
+)
+SEGMENT_EVENTS = (Segment.Defined, Segment.Redefined, Segment.Retired)
+
+
+def _segment_id_of(definitions: dict[str, Definition], event: Any) -> str:
+    from domain.segment import segment_uuid
+
+    for segment_id in definitions:
+        if segment_uuid(segment_id) == event.originator_id:
+            return segment_id
+    raise LookupError(f"no definition for segment stream {event.originator_id}")
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
