@@ -114,3 +114,30 @@ def test_a_new_rule_back_fills_existing_profiles_and_retiring_removes_it(
     assert segments_of(service, "a", retired["position"]) == []
     assert service.query(SEGMENT, id="hot")["data"]["segment"] is None
     assert service.query("{ segments { id } }")["data"]["segments"] == []
+
+
+def test_a_changed_rule_re_evaluates_existing_profiles(
+    settings: Settings, start_service: Callable[..., Service]
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    service = start_service(settings, clock=clock)
+    consent(service, "e")
+    views(service, "e", [clock() - timedelta(minutes=m) for m in (2, 1)])  # two views
+    service.command(DEFINE, input={"id": "hot", "name": "Hot", "rule": VIEWS})  # needs 3
+    assert eventually(
+        lambda: (service.query(SEGMENT, id="hot")["data"]["segment"] or {}).get("state") == "live"
+    )
+    assert segments_of(service, "e") == []
+    two = {"event": {"type": "product_view", "atLeast": 2, "within": "PT10M"}}
+    changed = service.command(DEFINE, input={"id": "hot", "name": "Hot", "rule": two})
+    assert changed["data"]["defineSegment"]["version"] == 2
+
+    def joined() -> bool:
+        segment = service.query(SEGMENT, id="hot")["data"]["segment"] or {}
+        return bool(
+            segment.get("version") == 2
+            and segment.get("state") == "live"
+            and segments_of(service, "e") == ["hot"]
+        )
+
+    assert eventually(joined), "the changed rule was not applied to the existing profile"
