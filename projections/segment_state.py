@@ -8,9 +8,9 @@ back-fill of events before it fill disjoint halves, and nothing is counted twice
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import orjson
@@ -31,22 +31,25 @@ class Definition:
     state: str = "filling"  # filling until every existing profile is evaluated; then live
     retired: bool = False
 
-    @property
+    # Derived once per definition: they are read per profile per page.
+    @cached_property
     def rule(self) -> Rule:
-        return _parse(orjson.dumps(self.rule_json))
+        return parse_rule(self.rule_json)
 
-    @property
+    @cached_property
     def scope(self) -> str:
         return f"{self.segment_id}@{self.version}/"
 
-    def conditions(self) -> list[EventCondition]:
-        return list(event_conditions(self.rule))
+    @cached_property
+    def conditions(self) -> tuple[EventCondition, ...]:
+        return tuple(event_conditions(self.rule))
 
+    @cached_property
     def keep(self) -> dict[str, int]:
         return keep_per_key([self.rule])
 
     def to_json(self) -> str:
-        return orjson.dumps(self.__dict__).decode()
+        return orjson.dumps({f.name: getattr(self, f.name) for f in fields(self)}).decode()
 
     @classmethod
     def from_json(cls, raw: str) -> Definition:
@@ -57,17 +60,6 @@ class Definition:
 def is_live(raw: str) -> bool:
     """Whether a stored definition is in service; cached, as every profile read asks."""
     return not Definition.from_json(raw).retired
-
-
-_RULES: dict[bytes, Rule] = {}
-
-
-def _parse(raw: bytes) -> Rule:
-    # Parsed once per distinct rule: evaluation runs per profile per page.
-    rule = _RULES.get(raw)
-    if rule is None:
-        rule = _RULES[raw] = parse_rule(orjson.loads(raw))
-    return rule
 
 
 @dataclass
@@ -90,9 +82,9 @@ class ProfileFacts:
         now: datetime,
     ) -> None:
         for definition in definitions:
-            keep = definition.keep()
+            keep = definition.keep
             seen: set[str] = set()
-            for condition in definition.conditions():
+            for condition in definition.conditions:
                 scoped = definition.scope + condition.key
                 if scoped in seen or not matches(condition, kind, properties):
                     continue
