@@ -53,7 +53,12 @@ class Definition:
 
     @classmethod
     def from_json(cls, raw: str) -> Definition:
-        return cls(**orjson.loads(raw))
+        return _definition(raw)
+
+
+@lru_cache(maxsize=10_000)
+def _definition(raw: str) -> Definition:
+    return Definition(**orjson.loads(raw))
 
 
 @lru_cache(maxsize=10_000)

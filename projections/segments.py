@@ -85,12 +85,18 @@ class SegmentsReadModel:
             self._definitions = {k: Definition.from_json(v) for k, v in stored.items()}
         return self._definitions
 
+    def _reload(self) -> None:
+        # What Redis holds is what was committed: a page whose apply failed must not leave
+        # its definitions behind in memory. Parsing is cached by the stored text.
+        self._definitions = None
+
     def active(self) -> list[Definition]:
         return [d for d in self.definitions().values() if not d.retired]
 
     # ------------------------------------------------------------------ events
 
     def page_changes(self, events: Sequence[tuple[int, object]]) -> list[Op]:
+        self._reload()
         now = self.clock()
         touched = {e.originator_id for _, e in events if isinstance(e, CUSTOMER_EVENTS)}
         facts = self.load(touched)
@@ -183,6 +189,7 @@ class SegmentsReadModel:
     # ------------------------------------------------------------------ time and back-fill
 
     def maintain(self, apply: ApplyOps, pages: PageReader) -> bool:
+        self._reload()
         position = int(self._redis.hget(self.tracking_key, "position") or 0)
         ops = self.tick(self.clock())
         if ops:
