@@ -75,7 +75,8 @@ class ProfileFacts:
     traits: dict[str, Any] = field(default_factory=dict)
     consents: dict[str, tuple[bool, str]] = field(default_factory=dict)  # purpose: (granted, at)
     score: ScoreState = field(default_factory=ScoreState)
-    times: dict[str, KeyTimes] = field(default_factory=dict)  # scoped key -> times
+    # segment scope ("id@version/") -> condition key -> times: one lookup per segment evaluated
+    times: dict[str, dict[str, KeyTimes]] = field(default_factory=dict)
     segments: list[str] = field(default_factory=list)  # current membership
 
     def add_interaction(
@@ -88,20 +89,18 @@ class ProfileFacts:
     ) -> None:
         for definition in definitions:
             keep = definition.keep
+            mine = self.times.setdefault(definition.scope, {})
             seen: set[str] = set()
             for condition in definition.conditions:
-                scoped = definition.scope + condition.key
-                if scoped in seen or not matches(condition, kind, properties):
+                key = condition.key
+                if key in seen or not matches(condition, kind, properties):
                     continue
-                seen.add(scoped)
-                times = self.times.get(scoped, KeyTimes())
-                self.times[scoped] = times.add(at, keep[condition.key], now)
+                seen.add(key)
+                mine[key] = mine.get(key, KeyTimes()).add(at, keep[key], now)
 
     def facts_for(self, definition: Definition) -> Facts:
-        prefix = definition.scope
-        events = {k[len(prefix) :]: v for k, v in self.times.items() if k.startswith(prefix)}
         return Facts(
-            events=events,
+            events=self.times.get(definition.scope, {}),
             traits=self.traits,
             consents={p: granted for p, (granted, _) in self.consents.items()},
             score=self.score,
@@ -109,7 +108,7 @@ class ProfileFacts:
 
     def forget_scopes_except(self, live: set[str]) -> None:
         """Drops the histories of retired or replaced segment versions."""
-        self.times = {k: v for k, v in self.times.items() if k.split("/", 1)[0] + "/" in live}
+        self.times = {scope: v for scope, v in self.times.items() if scope in live}
 
     def to_json(self) -> str:
         return orjson.dumps(
@@ -122,7 +121,10 @@ class ProfileFacts:
                     _stamp(self.score.reference),
                     [[_stamp(a), w] for a, w in self.score.pending],
                 ],
-                "k": {k: [[_stamp(x) for x in v.recent], v.total] for k, v in self.times.items()},
+                "k": {
+                    scope: {k: [[_stamp(x) for x in v.recent], v.total] for k, v in keys.items()}
+                    for scope, keys in self.times.items()
+                },
                 "m": self.segments,
             }
         ).decode()
@@ -139,8 +141,11 @@ class ProfileFacts:
             consents={p: (g, at) for p, (g, at) in d["c"].items()},
             score=ScoreState(value, _time(reference), tuple((_when(a), w) for a, w in pending)),
             times={
-                k: KeyTimes(tuple(_when(x) for x in recent), total)
-                for k, (recent, total) in d["k"].items()
+                scope: {
+                    k: KeyTimes(tuple(_when(x) for x in recent), total)
+                    for k, (recent, total) in keys.items()
+                }
+                for scope, keys in d["k"].items()
             },
             segments=d["m"],
         )

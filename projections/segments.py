@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from domain.customer import Customer
 from domain.evaluation import evaluate, next_change
 from domain.normalise import format_utc
@@ -58,8 +60,9 @@ class SegmentKeys:
     def members(self, segment_id: str) -> str:
         return f"{self.base}members:{segment_id}"
 
-    def backfill(self, definition: Definition) -> str:
-        return f"{self.base}backfill:{definition.segment_id}@{definition.version}"
+    @property
+    def backfill_state(self) -> str:
+        return f"{self.base}backfill"
 
 
 class SegmentsReadModel:
@@ -194,27 +197,44 @@ class SegmentsReadModel:
         ops = self.tick(self.clock())
         if ops:
             apply(self.tracking_key, position, position, ops)
-        filling = [d for d in self.active() if d.state == "filling"]
-        return bool(ops) or (bool(filling) and self._backfill_step(filling[0], apply, pages))
+        return bool(ops) or self._backfill_step(apply, pages)
 
-    def _backfill_step(self, definition: Definition, apply: ApplyOps, pages: PageReader) -> bool:
-        """Replays history up to the definition into its own facts, then evaluates everyone."""
-        track = self.keys.backfill(definition)
-        cursor = int(self._redis.hget(track, "position") or 0)
-        if cursor < definition.position:
-            page = [(n, e) for n, e in pages(cursor, definition.position)]
+    def _backfill_step(self, apply: ApplyOps, pages: PageReader) -> bool:
+        """Replays history into the facts of every segment still filling, in one pass for all
+        of them, then evaluates every profile once; then those segments are live.
+
+        The segments of one pass are fixed when it starts (a generation): one defined during
+        the pass waits for the next, since the replay has already passed its early events.
+        """
+        track = self.keys.backfill_state
+        state = self._redis.hgetall(track)
+        cursor, generation = int(state.get("position", 0)), orjson.loads(state.get("scopes", "[]"))
+        filling = [d for d in self.active() if d.state == "filling"]
+        group = [d for d in filling if d.scope in generation]
+        if not group:
+            if not filling:
+                return False
+            scopes = orjson.dumps([d.scope for d in filling]).decode()
+            restart: list[Op] = [Put(track, "position", "0"), Put(track, "scopes", scopes)]
+            return apply(track, cursor, cursor, restart)
+        target = max(d.position for d in group)
+        if cursor < target:
+            page = pages(cursor, target)
             if not page:
                 return False
-            interactions = [e for _, e in page if isinstance(e, Customer.InteractionRecorded)]
-            facts = self.load({e.originator_id for e in interactions})
+            facts = self.load(
+                {e.originator_id for _, e in page if isinstance(e, Customer.InteractionRecorded)}
+            )
             now = self.clock()
-            for e in interactions:
-                facts[e.originator_id].add_interaction(
-                    e.type, e.properties, e.occurred_at, [definition], now
-                )
+            for n, e in page:
+                if isinstance(e, Customer.InteractionRecorded):
+                    wanting = [d for d in group if n <= d.position]
+                    facts[e.originator_id].add_interaction(
+                        e.type, e.properties, e.occurred_at, wanting, now
+                    )
             ops: list[Op] = [Store(self.keys.facts(u), f.to_json()) for u, f in facts.items()]
             return apply(track, cursor, page[-1][0], ops)
-        # Every profile, evaluated once with its complete history: then the segment is live.
+        # Every profile, evaluated once with complete histories: then the group is live.
         position = int(self._redis.hget(self.tracking_key, "position") or 0)
         now = self.clock()
         for keys in _chunks(self._redis.scan_iter(match=self.keys.facts("*"), count=500), 500):
@@ -222,10 +242,12 @@ class SegmentsReadModel:
             facts = self.load(uids)
             ops = [op for u in uids for op in self.settle(u, facts[u], now)]
             apply(self.tracking_key, position, position, ops)
-        live = replace(definition, state="live")
-        self.definitions()[definition.segment_id] = live
-        done: list[Op] = [Put(self.keys.definitions, definition.segment_id, live.to_json())]
-        return apply(self.tracking_key, position, position, done)
+        done: list[Op] = [Put(track, "position", "0"), Put(track, "scopes", "[]")]
+        for definition in group:
+            live = replace(definition, state="live")
+            self.definitions()[definition.segment_id] = live
+            done.append(Put(self.keys.definitions, definition.segment_id, live.to_json()))
+        return apply(track, cursor, cursor, done)
 
     def tick(self, now: datetime) -> list[Op]:
         """Membership that time changed: re-evaluates the profiles whose instant has come."""
