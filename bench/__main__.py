@@ -18,13 +18,14 @@ from adapters.embedded import start_stack
 from adapters.settings import Settings
 from bench.common import Bench, say
 from bench.report import Row, table, write_json
-from bench.scenarios import Outcome, batched, history, projection, single
+from bench.scenarios import Outcome, batched, history, projection, segments, single
 
 SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "single": single.run,
     "batched": batched.run,
     "history": history.run,
     "projection": projection.run,
+    "segments": segments.run,
 }
 
 

@@ -153,6 +153,16 @@ class Bench:
             migrate(url)
         return url
 
+    def clone_database(self, database_url: str, label: str) -> str:
+        """CREATE DATABASE ... TEMPLATE: a file-level copy; nobody may be connected to it."""
+        source = urlsplit(database_url).path.lstrip("/")
+        name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
+            conn.execute(statement.format(sql.Identifier(name), sql.Identifier(source)))
+        self.databases.append(name)
+        return with_database(self.database_url, name)
+
     def new_namespace(self, label: str) -> str:
         namespace = f"bench:{label}:{uuid.uuid4().hex[:8]}:"
         self.namespaces.append(namespace)

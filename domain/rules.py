@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from domain.consent import ConsentPurpose
@@ -49,7 +50,7 @@ class EventCondition:
     at_least: int
     within: timedelta | None
 
-    @property
+    @cached_property  # looked up per profile per segment evaluated: computed once
     def key(self) -> str:
         """What a profile must remember for this condition: event times per (type, where)."""
         return json.dumps([self.type, self.where], separators=(",", ":"))

@@ -112,11 +112,13 @@ class Projector:
         target = until or head
         positions = {m.name: self.position(m) for m in self._models}
         for events in self._pages(min(positions.values(), default=target), target):
+            applied = 0
             for model in self._models:
-                applied, positions[model.name] = self._apply_page(
+                count, positions[model.name] = self._apply_page(
                     model, positions[model.name], events
                 )
-                done += applied
+                applied = max(applied, count)
+            done += applied  # events, not events times read models
         for model in self._models:
             self._report(model, positions[model.name], head)
         return done

@@ -7,7 +7,7 @@ back-fill of events before it fill disjoint halves, and nothing is counted twice
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
@@ -98,13 +98,13 @@ class ProfileFacts:
                 seen.add(key)
                 mine[key] = mine.get(key, KeyTimes()).add(at, keep[key], now)
 
-    def facts_for(self, definition: Definition) -> Facts:
-        return Facts(
-            events=self.times.get(definition.scope, {}),
-            traits=self.traits,
-            consents={p: granted for p, (granted, _) in self.consents.items()},
-            score=self.score,
-        )
+    def facts_for(self, definitions: Sequence[Definition]) -> list[Facts]:
+        """One view per segment; what they share is made once."""
+        consents = {p: granted for p, (granted, _) in self.consents.items()}
+        return [
+            Facts(self.times.get(d.scope, {}), self.traits, consents, self.score)
+            for d in definitions
+        ]
 
     def forget_scopes_except(self, live: set[str]) -> None:
         """Drops the histories of retired or replaced segment versions."""

@@ -167,8 +167,7 @@ class SegmentsReadModel:
         active = self.active()
         profile.forget_scopes_except({d.scope for d in active})
         joined, due = [], []
-        for definition in active:
-            facts = profile.facts_for(definition)
+        for definition, facts in zip(active, profile.facts_for(active), strict=True):
             if evaluate(definition.rule, facts, self.model, now):
                 joined.append(definition.segment_id)
             when = next_change(definition.rule, facts, self.model, now)
