@@ -7,7 +7,7 @@ back-fill of events before it fill disjoint halves, and nothing is counted twice
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
@@ -16,7 +16,17 @@ from typing import Any
 import orjson
 
 from domain.facts import Facts, KeyTimes, event_conditions, keep_per_key, matches
-from domain.rules import EventCondition, Rule, parse_rule
+from domain.rules import (
+    All,
+    AnyOf,
+    ConsentCondition,
+    EventCondition,
+    Not,
+    Rule,
+    ScoreCondition,
+    TraitCondition,
+    parse_rule,
+)
 from domain.score import ScoreState
 
 
@@ -48,12 +58,31 @@ class Definition:
     def keep(self) -> dict[str, int]:
         return keep_per_key([self.rule])
 
+    @cached_property
+    def reads(self) -> frozenset[str]:
+        """Which non-event facts the rule reads: score, trait, consent."""
+        return frozenset(_reads(self.rule))
+
     def to_json(self) -> str:
         return orjson.dumps({f.name: getattr(self, f.name) for f in fields(self)}).decode()
 
     @classmethod
     def from_json(cls, raw: str) -> Definition:
         return _definition(raw)
+
+
+def _reads(rule: Rule) -> Iterator[str]:
+    if isinstance(rule, All | AnyOf):
+        for child in rule.rules:
+            yield from _reads(child)
+    elif isinstance(rule, Not):
+        yield from _reads(rule.rule)
+    elif isinstance(rule, ScoreCondition):
+        yield "score"
+    elif isinstance(rule, TraitCondition):
+        yield "trait"
+    elif isinstance(rule, ConsentCondition):
+        yield "consent"
 
 
 @lru_cache(maxsize=10_000)
@@ -78,6 +107,9 @@ class ProfileFacts:
     # segment scope ("id@version/") -> condition key -> times: one lookup per segment evaluated
     times: dict[str, dict[str, KeyTimes]] = field(default_factory=dict)
     segments: list[str] = field(default_factory=list)  # current membership
+    # scope -> epoch of its next possible change (None: none without an event); a scope
+    # present here has been evaluated for this profile
+    due: dict[str, float | None] = field(default_factory=dict)
 
     def add_interaction(
         self,
@@ -86,7 +118,9 @@ class ProfileFacts:
         at: datetime,
         definitions: list[Definition],
         now: datetime,
-    ) -> None:
+    ) -> set[str]:
+        """Records the interaction; returns the scopes whose event facts it changed."""
+        changed: set[str] = set()
         for definition in definitions:
             keep = definition.keep
             mine = self.times.setdefault(definition.scope, {})
@@ -97,6 +131,8 @@ class ProfileFacts:
                     continue
                 seen.add(key)
                 mine[key] = mine.get(key, KeyTimes()).add(at, keep[key], now)
+                changed.add(definition.scope)
+        return changed
 
     def facts_for(self, definitions: Sequence[Definition]) -> list[Facts]:
         """One view per segment; what they share is made once."""
@@ -109,6 +145,7 @@ class ProfileFacts:
     def forget_scopes_except(self, live: set[str]) -> None:
         """Drops the histories of retired or replaced segment versions."""
         self.times = {scope: v for scope, v in self.times.items() if scope in live}
+        self.due = {scope: v for scope, v in self.due.items() if scope in live}
 
     def to_json(self) -> str:
         return orjson.dumps(
@@ -126,6 +163,7 @@ class ProfileFacts:
                     for scope, keys in self.times.items()
                 },
                 "m": self.segments,
+                "d": self.due,
             }
         ).decode()
 
@@ -148,6 +186,7 @@ class ProfileFacts:
                 for scope, keys in d["k"].items()
             },
             segments=d["m"],
+            due=d.get("d", {}),
         )
 
 

@@ -103,14 +103,16 @@ class SegmentsReadModel:
         now = self.clock()
         touched = {e.originator_id for _, e in events if isinstance(e, CUSTOMER_EVENTS)}
         facts = self.load(touched)
+        affected: dict[UUID, set[str]] = {uid: set() for uid in facts}
         ops: list[Op] = []
         for position, event in events:
             if isinstance(event, SEGMENT_EVENTS):
                 ops += self._segment_event(event, position)
             elif isinstance(event, CUSTOMER_EVENTS):
-                self._apply(facts[event.originator_id], event, now)
+                uid = event.originator_id
+                affected[uid] |= self._apply(facts[uid], event, now)
         for uid, profile in facts.items():
-            ops += self.settle(uid, profile, now)
+            ops += self.settle(uid, profile, now, affected[uid])
         return ops
 
     def _segment_event(self, event: Any, position: int) -> list[Op]:
@@ -135,24 +137,35 @@ class SegmentsReadModel:
             ops = []
         return [*ops, Put(self.keys.definitions, segment_id, definitions[segment_id].to_json())]
 
-    def _apply(self, profile: ProfileFacts, event: Any, now: datetime) -> None:
+    def _apply(self, profile: ProfileFacts, event: Any, now: datetime) -> set[str]:
+        """Applies the event to the facts; returns the scopes of the segments it may move."""
         if isinstance(event, Customer.Registered):
             profile.customer_id = event.customer_id
-        elif isinstance(event, Customer.InteractionRecorded):
-            live = [d for d in self.active()]
-            profile.add_interaction(event.type, event.properties, event.occurred_at, live, now)
+            return set()
+        if isinstance(event, Customer.InteractionRecorded):
+            live = self.active()
+            changed = profile.add_interaction(
+                event.type, event.properties, event.occurred_at, live, now
+            )
             profile.score = profile.score.add(self.model, event.type, event.occurred_at, now)
-        elif isinstance(event, Customer.TraitsUpdated):
+            return changed | self._reading("score")
+        if isinstance(event, Customer.TraitsUpdated):
             for name, value in event.traits.items():
                 if value is None:
                     profile.traits.pop(name, None)
                 else:
                     profile.traits[name] = value
-        elif isinstance(event, Customer.ConsentChanged):
+            return self._reading("trait")
+        if isinstance(event, Customer.ConsentChanged):
             at = format_utc(event.occurred_at)
             current = profile.consents.get(event.purpose)
             if current is None or at >= current[1]:
                 profile.consents[event.purpose] = (event.granted, at)
+            return self._reading("consent")
+        return set()
+
+    def _reading(self, kind: str) -> set[str]:
+        return {d.scope for d in self.active() if kind in d.reads}
 
     # ------------------------------------------------------------------ membership
 
@@ -161,18 +174,32 @@ class SegmentsReadModel:
         raws = self._redis.mget([self.keys.facts(u) for u in ordered]) if ordered else []
         return {u: ProfileFacts.from_json(r) for u, r in zip(ordered, raws, strict=True)}
 
-    def settle(self, uid: UUID, profile: ProfileFacts, now: datetime) -> list[Op]:
-        """Re-evaluates every live segment for the profile; writes its facts, membership and
-        next due instant."""
+    def settle(
+        self, uid: UUID, profile: ProfileFacts, now: datetime, affected: set[str] | None = None
+    ) -> list[Op]:
+        """Re-evaluates the profile's segments that may have moved (`affected`, those whose
+        instant has come and those never evaluated; all when None) and writes its facts,
+        membership and next due instant. The others keep their answer and their instant."""
         active = self.active()
         profile.forget_scopes_except({d.scope for d in active})
-        joined, due = [], []
-        for definition, facts in zip(active, profile.facts_for(active), strict=True):
+        stamp = now.timestamp()
+        recheck = [
+            d
+            for d in active
+            if affected is None
+            or d.scope in affected
+            or d.scope not in profile.due
+            or (profile.due[d.scope] or float("inf")) <= stamp
+        ]
+        rechecked = {d.scope for d in recheck}
+        kept = {d.segment_id for d in active if d.scope not in rechecked}
+        joined = kept & set(profile.segments)
+        for definition, facts in zip(recheck, profile.facts_for(recheck), strict=True):
             if evaluate(definition.rule, facts, self.model, now):
-                joined.append(definition.segment_id)
+                joined.add(definition.segment_id)
             when = next_change(definition.rule, facts, self.model, now)
-            if when is not None:
-                due.append(when)
+            profile.due[definition.scope] = None if when is None else when.timestamp()
+        due = [v for v in profile.due.values() if v is not None]
         ops: list[Op] = []
         for segment_id in sorted(set(profile.segments) | set(joined)):
             inside = segment_id in joined
@@ -182,7 +209,7 @@ class SegmentsReadModel:
         profile.segments = sorted(joined)
         ops.append(Store(self.keys.facts(uid), profile.to_json()))
         ops.append(
-            Member(self.keys.due, str(uid), True, min(due).timestamp())
+            Member(self.keys.due, str(uid), True, min(due))
             if due
             else Member(self.keys.due, str(uid), False, 0.0)
         )
@@ -255,7 +282,8 @@ class SegmentsReadModel:
             return []
         uids = [UUID(u) for u in due]
         facts = self.load(uids)
-        return [op for uid in uids for op in self.settle(uid, facts[uid], now)]
+        # Nothing happened to these profiles but time: only their due segments are rechecked.
+        return [op for uid in uids for op in self.settle(uid, facts[uid], now, set())]
 
 
 CUSTOMER_EVENTS = (

@@ -64,7 +64,7 @@ def scratch(
     return evaluate(rule, facts, model, t)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_live_membership_equals_scratch_evaluation(settings: Settings, seed: int) -> None:
     rng = random.Random(seed)
     clock = FakeClock(datetime.now(UTC))
