@@ -16,18 +16,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from domain.rules import All, AnyOf, EventCondition, Not, Rule
+from domain.rules import EventCondition, Rule, leaves
 from domain.score import ScoreModel, ScoreState
 
 
 def event_conditions(rule: Rule) -> Iterable[EventCondition]:
-    if isinstance(rule, All | AnyOf):
-        for child in rule.rules:
-            yield from event_conditions(child)
-    elif isinstance(rule, Not):
-        yield from event_conditions(rule.rule)
-    elif isinstance(rule, EventCondition):
-        yield rule
+    return (leaf for leaf in leaves(rule) if isinstance(leaf, EventCondition))
 
 
 def keep_per_key(rules: Iterable[Rule]) -> dict[str, int]:

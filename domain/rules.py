@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -75,6 +76,17 @@ class ConsentCondition:
 
 
 Rule = All | AnyOf | Not | EventCondition | TraitCondition | ScoreCondition | ConsentCondition
+
+
+def leaves(rule: Rule) -> Iterator[Rule]:
+    """The conditions of a rule tree, combinators left out."""
+    if isinstance(rule, All | AnyOf):
+        for child in rule.rules:
+            yield from leaves(child)
+    elif isinstance(rule, Not):
+        yield from leaves(rule.rule)
+    else:
+        yield rule
 
 
 def parse_duration(text: object, path: str) -> timedelta:

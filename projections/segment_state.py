@@ -7,7 +7,7 @@ back-fill of events before it fill disjoint halves, and nothing is counted twice
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
@@ -17,14 +17,12 @@ import orjson
 
 from domain.facts import Facts, KeyTimes, event_conditions, keep_per_key, matches
 from domain.rules import (
-    All,
-    AnyOf,
     ConsentCondition,
     EventCondition,
-    Not,
     Rule,
     ScoreCondition,
     TraitCondition,
+    leaves,
     parse_rule,
 )
 from domain.score import ScoreState
@@ -61,7 +59,7 @@ class Definition:
     @cached_property
     def reads(self) -> frozenset[str]:
         """Which non-event facts the rule reads: score, trait, consent."""
-        return frozenset(_reads(self.rule))
+        return frozenset(_READS[type(leaf)] for leaf in leaves(self.rule) if type(leaf) in _READS)
 
     def to_json(self) -> str:
         return orjson.dumps({f.name: getattr(self, f.name) for f in fields(self)}).decode()
@@ -71,18 +69,7 @@ class Definition:
         return _definition(raw)
 
 
-def _reads(rule: Rule) -> Iterator[str]:
-    if isinstance(rule, All | AnyOf):
-        for child in rule.rules:
-            yield from _reads(child)
-    elif isinstance(rule, Not):
-        yield from _reads(rule.rule)
-    elif isinstance(rule, ScoreCondition):
-        yield "score"
-    elif isinstance(rule, TraitCondition):
-        yield "trait"
-    elif isinstance(rule, ConsentCondition):
-        yield "consent"
+_READS = {ScoreCondition: "score", TraitCondition: "trait", ConsentCondition: "consent"}
 
 
 @lru_cache(maxsize=10_000)

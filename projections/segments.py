@@ -77,6 +77,7 @@ class SegmentsReadModel:
         self.clock = clock
         self._redis = redis  # reads facts before changing them; only this projector writes
         self._definitions: dict[str, Definition] | None = None
+        self._changed()
 
     @property
     def tracking_key(self) -> str:
@@ -92,9 +93,17 @@ class SegmentsReadModel:
         # What Redis holds is what was committed: a page whose apply failed must not leave
         # its definitions behind in memory. Parsing is cached by the stored text.
         self._definitions = None
+        self._changed()
+
+    def _changed(self) -> None:
+        """Forgets what is derived from the definitions (computed once per page otherwise)."""
+        self._active: list[Definition] | None = None
+        self._readers: dict[str, set[str]] = {}
 
     def active(self) -> list[Definition]:
-        return [d for d in self.definitions().values() if not d.retired]
+        if self._active is None:
+            self._active = [d for d in self.definitions().values() if not d.retired]
+        return self._active
 
     # ------------------------------------------------------------------ events
 
@@ -124,6 +133,7 @@ class SegmentsReadModel:
                 return []
             retired = replace(before, retired=True, version=event.originator_version)
             definitions[segment_id] = retired
+            self._changed()
             ops: list[Op] = [Drop(self.keys.members(segment_id))]
         else:
             definitions[segment_id] = Definition(
@@ -134,6 +144,7 @@ class SegmentsReadModel:
                 version=event.originator_version,
                 position=position,
             )
+            self._changed()
             ops = []
         return [*ops, Put(self.keys.definitions, segment_id, definitions[segment_id].to_json())]
 
@@ -165,7 +176,9 @@ class SegmentsReadModel:
         return set()
 
     def _reading(self, kind: str) -> set[str]:
-        return {d.scope for d in self.active() if kind in d.reads}
+        if kind not in self._readers:
+            self._readers[kind] = {d.scope for d in self.active() if kind in d.reads}
+        return self._readers[kind]
 
     # ------------------------------------------------------------------ membership
 
@@ -272,6 +285,7 @@ class SegmentsReadModel:
         for definition in group:
             live = replace(definition, state="live")
             self.definitions()[definition.segment_id] = live
+            self._changed()
             done.append(Put(self.keys.definitions, definition.segment_id, live.to_json()))
         return apply(track, cursor, cursor, done)
 
