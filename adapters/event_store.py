@@ -32,7 +32,7 @@ class ProfileRecorder(PostgresApplicationRecorder):
 
         table, snapshots = named("_interaction_ids"), named("_snapshots")
         self._append = SQL(
-            "SELECT position FROM {f}(%b, %b, %b, %b, %b, %b, %b, %b) AS position"
+            "SELECT position FROM {f}(%b, %b, %b, %b, %b, %b, %b, %b, %b) AS position"
         ).format(f=named("_append_events"))
         self._stream = SQL(
             "SELECT originator_id, originator_version, topic, state, notification_id FROM {t} "
@@ -72,7 +72,8 @@ class ProfileRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         """Stores the events and claims their interactions' eventIds in one round trip.
 
-        `profiles_append_events` (migration 0002) takes the library's table lock, notifies the
+        `profiles_append_events` (migrations 0002, 0003) shreds the data keys of customers
+        erased in this transaction, takes the library's table lock, notifies the
         projectors, inserts and claims, as the single statement of an autocommit transaction.
         On a busy 2-core machine it was the number of round trips per transaction, not rows,
         that capped group commit. Plain arrays in binary also cost far less to send than the
@@ -82,6 +83,7 @@ class ProfileRecorder(PostgresApplicationRecorder):
         if not stored_events:
             return None
         claims: Sequence[InteractionKey] = kwargs.get("interactions") or ()
+        shred: Sequence[UUID] = kwargs.get("shred") or ()
         params = (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
@@ -90,6 +92,7 @@ class ProfileRecorder(PostgresApplicationRecorder):
             [c.event_id for c in claims],
             [c.originator_id for c in claims],
             [c.version for c in claims],
+            list(shred),
             f"{self.datastore.lock_timeout or 2}s",
         )
         with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from adapters.data_keys import PostgresDataKeys
 from adapters.settings import Settings
 from domain.application import ProfileApplication
 from domain.ports import Clock
@@ -59,4 +60,5 @@ def build_application(
         consent_model=settings.consent_model,
         snapshot_interval=settings.snapshot_interval,
         retries=settings.command_retries,
+        vault=PostgresDataKeys(str(settings.database_url)),
     )

@@ -24,17 +24,31 @@ from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
+    Mapper,
     PersistenceError,
     ProgrammingError,
 )
 
 from domain.batch import Batch, Outcome
-from domain.commands import ChangeConsent, Command, CommandResult, RecordInteraction, UpdateTraits
+from domain.commands import (
+    ChangeConsent,
+    Command,
+    CommandResult,
+    EraseProfile,
+    RecordInteraction,
+    UpdateTraits,
+)
 from domain.consent import ConsentModel
 from domain.customer import Customer
-from domain.errors import Conflict, DomainError, StoreUnavailable
+from domain.errors import Conflict, CustomerErased, DomainError, NotFound, StoreUnavailable
 from domain.ids import customer_uuid
-from domain.ports import Clock, EventIndex, InteractionKey, RecordedInteraction
+from domain.ports import (
+    Clock,
+    EventIndex,
+    InteractionKey,
+    PersonalDataVault,
+    RecordedInteraction,
+)
 from domain.segment_cases import SegmentCases
 from domain.transcodings import ConsentStateAsDict
 
@@ -63,7 +77,10 @@ class ProfileApplication(SegmentCases):
         consent_model: ConsentModel = ConsentModel.OPT_OUT,
         snapshot_interval: int = 100,
         retries: int = 3,
+        vault: PersonalDataVault | None = None,
     ) -> None:
+        # Set first: the library builds the mapper inside __init__.
+        self.vault = vault
         super().__init__(env)
         self.clock = clock
         self.consent_model = consent_model
@@ -76,6 +93,11 @@ class ProfileApplication(SegmentCases):
             )
         self.event_index: EventIndex = self.recorder
         self.events_written = 0  # monotonic; metrics read the difference
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        if self.vault is None:
+            return super().construct_mapper()
+        return self.vault.mapper(self.construct_transcoder())
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -96,6 +118,11 @@ class ProfileApplication(SegmentCases):
         return self._one([command])[0]
 
     def withdraw_consent(self, command: ChangeConsent) -> CommandResult:
+        return self._one([command])[0]
+
+    def erase_profile(self, command: EraseProfile) -> CommandResult:
+        """Records the erasure and shreds the customer's key in the same commit. Sending it
+        again is a no-op (duplicate: true), so a request that timed out can be repeated."""
         return self._one([command])[0]
 
     def _one(self, unit: Sequence[Command]) -> list[CommandResult]:
@@ -165,7 +192,12 @@ class ProfileApplication(SegmentCases):
                 processing.events.extend(customer.collect_events())
                 processing.aggregates[customer.id] = customer
             processing.saved_kwargs["interactions"] = list(batch.claims.values())
+            processing.saved_kwargs["shred"] = sorted(batch.erased)
+            if self.vault is not None:
+                self.vault.prepare([c.id for c in touched])
             recordings = self._record(processing)
+            if self.vault is not None and batch.erased:
+                self.vault.forget(batch.erased)
             self.events_written += len(recordings)
             positions = {
                 (r.notification.originator_id, r.notification.originator_version): r.notification.id
@@ -214,7 +246,7 @@ class ProfileApplication(SegmentCases):
             if command.event_id in batch.claims:
                 batch.duplicates_in_batch[slot] = command.event_id
                 return CommandResult(cid, 0, 0, duplicate=True)
-            customer = self._load(cid, batch)
+            customer = self._load_live(cid, batch)
             allowed = (
                 customer.tracking_allowed(self.consent_model)
                 if customer is not None
@@ -236,10 +268,18 @@ class ProfileApplication(SegmentCases):
                 command.event_id, customer.id, customer.version
             )
         elif isinstance(command, UpdateTraits):
-            customer = self._load(cid, batch) or self._register(cid, batch, now)
+            customer = self._load_live(cid, batch) or self._register(cid, batch, now)
             customer.update_traits(command.traits, source=command.source, at=now)
+        elif isinstance(command, EraseProfile):
+            customer = self._load(cid, batch)
+            if customer is None:
+                raise NotFound(f"customer {cid!r} has no profile; there is nothing to erase")
+            if customer.erased:
+                return CommandResult(cid, customer.version, 0, duplicate=True)
+            customer.erase(reason=command.reason, requested_by=command.requested_by, at=now)
+            batch.erased.add(customer.id)
         else:
-            customer = self._load(cid, batch) or self._register(cid, batch, now)
+            customer = self._load_live(cid, batch) or self._register(cid, batch, now)
             customer.change_consent(
                 command.purpose,
                 granted=command.granted,
@@ -250,6 +290,12 @@ class ProfileApplication(SegmentCases):
             )
         batch.pending[slot] = (customer.id, customer.version)
         return CommandResult(cid, customer.version, 0)
+
+    def _load_live(self, customer_id: str, batch: Batch) -> Customer | None:
+        customer = self._load(customer_id, batch)
+        if customer is not None and customer.erased:
+            raise CustomerErased(customer_id)
+        return customer
 
     def _load(self, customer_id: str, batch: Batch) -> Customer | None:
         uid = customer_uuid(customer_id)

@@ -23,6 +23,8 @@ class Batch:
     # Results whose position is known only once the events are stored.
     pending: dict[Slot, tuple[UUID, int]] = field(default_factory=dict)
     duplicates_in_batch: dict[Slot, str] = field(default_factory=dict)
+    # Customers erased in this transaction: their keys are shredded in its commit.
+    erased: set[UUID] = field(default_factory=set)
 
     def fill_positions(
         self, outcomes: list[Outcome], positions: Mapping[tuple[UUID | str, int], int]

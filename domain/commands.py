@@ -117,7 +117,22 @@ class ChangeConsent:
         )
 
 
-Command = RecordInteraction | UpdateTraits | ChangeConsent
+@dataclass(frozen=True)
+class EraseProfile:
+    customer_id: str
+    reason: str
+    requested_by: str
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object], *, field: str) -> EraseProfile:
+        return cls(
+            customer_id=validate_name(raw.get("customerId"), f"{field}.customerId"),
+            reason=validate_name(raw.get("reason"), f"{field}.reason", max_len=500),
+            requested_by=validate_name(raw.get("requestedBy"), f"{field}.requestedBy"),
+        )
+
+
+Command = RecordInteraction | UpdateTraits | ChangeConsent | EraseProfile
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ class Customer(Aggregate):
         source: str | None
 
         def apply(self, aggregate: Customer) -> None:
+            if self.traits is None or aggregate.traits is None:
+                return  # forgotten: the customer was erased and this data went with the key
             for name, value in self.traits.items():
                 if value is None:
                     aggregate.traits.pop(name, None)
@@ -69,6 +71,23 @@ class Customer(Aggregate):
     class ConsentWithdrawn(ConsentChanged):
         granted = False
 
+    class ProfileErased(Aggregate.Event):
+        """The fact of erasure stays on record; the personal data went with the customer's key.
+        `reason` and `requested_by` describe the request, never the customer."""
+
+        reason: str
+        requested_by: str
+
+        def apply(self, aggregate: Customer) -> None:
+            # Emptied rather than kept: a snapshot taken from here on has nothing to encrypt.
+            aggregate.customer_id = ""
+            aggregate.traits = {}
+            aggregate.consents = {}
+            aggregate.erased = True
+
+    # A class default, so snapshots taken before erasure existed still load.
+    erased = False
+
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
         self.traits: dict[str, Any] = {}
@@ -86,6 +105,12 @@ class Customer(Aggregate):
 
     def tracking_allowed(self, model: ConsentModel) -> bool:
         return tracking_allowed(model, self.consents.get(ConsentPurpose.ANALYTICS.value))
+
+    def erase(self, *, reason: str, requested_by: str, at: datetime) -> None:
+        if not self.erased:
+            self.trigger_event(
+                self.ProfileErased, reason=reason, requested_by=requested_by, timestamp=at
+            )
 
     def record_interaction(
         self,

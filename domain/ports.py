@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 
 Clock = Callable[[], datetime]
 
@@ -51,4 +51,21 @@ class EventIndex(Protocol):
     ) -> BatchRead:
         """In one round trip: which eventIds are claimed, and each stream's latest snapshot
         (if any) followed by its later events."""
+        ...
+
+
+@runtime_checkable
+class PersonalDataVault(Protocol):
+    """Holds each customer's data keys: the mapper it makes stores personal fields encrypted
+    with them; erasure deletes them (crypto-shredding)."""
+
+    def mapper(self, transcoder: Transcoder) -> Mapper[UUID]: ...
+
+    def prepare(self, ids: Collection[UUID]) -> None:
+        """Makes sure each customer has a key (creating it) before their events are written."""
+        ...
+
+    def forget(self, ids: Collection[UUID]) -> None:
+        """Drops cached keys of customers whose keys the event store just shredded (the
+        erasure's commit deletes them, so that the event and the shredding go together)."""
         ...

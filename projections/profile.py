@@ -21,8 +21,9 @@ from domain.consent import ConsentPurpose
 from domain.customer import Customer
 from domain.ids import customer_uuid
 from domain.normalise import format_utc
+from domain.privacy import forgotten
 from domain.score import ScoreModel
-from projections.ops import Incr, Keep, Least, Op, Put, PutIfNewer, Remove
+from projections.ops import Drop, Incr, Keep, Least, Op, Put, PutIfNewer, Remove
 from projections.score import ScoreKeys, score_at
 from projections.segment_state import is_live
 from projections.segments import SegmentKeys
@@ -115,11 +116,15 @@ HANDLERS: dict[type, Callable[[Any, ProfileKeys], list[Op]]] = {
 
 def changes(event: object, keys: ProfileKeys) -> list[Op]:
     """Every event also sets the version, so the view says which history it reflects."""
+    if forgotten(event):
+        return []  # its customer was erased: nothing of it may be shown
+    uid: UUID = event.originator_id  # type: ignore[attr-defined]
+    if isinstance(event, Customer.ProfileErased):
+        return [Drop(keys.profile(uid)), Drop(keys.recent(uid))]
     handler = HANDLERS.get(type(event))
     if handler is None:
         return []
     ops = handler(event, keys)
-    uid: UUID = event.originator_id  # type: ignore[attr-defined]
     return [*ops, Put(keys.profile(uid), "v", str(event.originator_version))]  # type: ignore[attr-defined]
 
 

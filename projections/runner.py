@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -51,6 +51,13 @@ class Maintained(Protocol):
 
 ApplyOps = Callable[[str, int, int, list[Op]], bool]  # tracking key, after, last, ops
 PageReader = Callable[[int, int], list[tuple[int, Any]]]  # after, stop -> decoded page
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A mapper that reads what a page needs (such as data keys) in one go, before decoding."""
+
+    def prefetch(self, originator_ids: Collection[Any]) -> None: ...
 
 
 class Wakeup(Protocol):
@@ -142,6 +149,8 @@ class Projector:
         notifications = self._recorder.select_notifications(
             start=after, limit=self._batch_size, stop=target, inclusive_of_start=False
         )
+        if isinstance(self._mapper, Prefetching):
+            self._mapper.prefetch({n.originator_id for n in notifications})
         return [(n.id, self._mapper.to_domain_event(n)) for n in notifications]
 
     def _apply_page(

@@ -14,8 +14,9 @@ from functools import lru_cache
 from uuid import UUID
 
 from domain.customer import Customer
+from domain.privacy import forgotten
 from domain.score import ScoreModel
-from projections.ops import Fold, Keep, Op
+from projections.ops import Drop, Fold, Keep, Op
 
 NAME = "score"
 VERSION = 1  # the weights and half-life are baked into stored sums: changing them needs a rebuild
@@ -59,7 +60,10 @@ class ScoreReadModel:
         return [op for _, event in events for op in self.changes(event)]
 
     def changes(self, event: object) -> list[Op]:
-        if not isinstance(event, Customer.InteractionRecorded):
+        if isinstance(event, Customer.ProfileErased):
+            uid = event.originator_id
+            return [Drop(self.keys.score(uid)), Drop(self.keys.pending(uid))]
+        if not isinstance(event, Customer.InteractionRecorded) or forgotten(event):
             return []
         uid = event.originator_id
         weight = self.model.weight(event.type)

@@ -1,0 +1,164 @@
+"""Stores events and snapshots with their personal fields encrypted under the customer's key.
+
+Stored state, when it holds personal data:
+
+    0x01 | key version (u16) | length of the clear part (u32) | clear JSON | nonce (12) | sealed
+
+The clear part is everything the audit needs without the customer (type, times, eventId,
+purpose, policy version); the sealed part is AES-256-GCM over the personal fields' JSON, bound
+to the event's stream and version so that it cannot be moved to another event. State without
+personal data (segments, an erasure, an erased customer's snapshot) stays plain JSON, as does
+anything written before encryption existed.
+
+When the key is gone (the customer was erased) an event still loads: its personal fields read
+as None and it is marked forgotten (`domain.privacy.forgotten`); a snapshot's personal state
+reads as empty, so the aggregate it restores stays usable.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Collection
+from functools import cache
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from eventsourcing.domain import DomainEventProtocol, Snapshot
+from eventsourcing.persistence import (
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    Transcoder,
+)
+from eventsourcing.utils import get_topic, resolve_topic
+
+from domain.customer import Customer
+from domain.privacy import (
+    FORGOTTEN,
+    PERSONAL_SNAPSHOT_STATE,
+    holds_personal_data,
+    personal_fields,
+)
+
+if TYPE_CHECKING:
+    from adapters.data_keys import PostgresDataKeys
+
+SEALED = b"\x01"
+_HEADER = struct.Struct(">HI")
+_NONCE = 12
+_EMPTY_SNAPSHOT_STATE: dict[str, Any] = {"customer_id": "", "traits": {}, "consents": {}}
+_CUSTOMER_TOPIC = get_topic(Customer)
+
+
+@cache
+def _topic(cls: type) -> str:
+    return get_topic(cls)
+
+
+def _aad(originator_id: UUID, version: int) -> bytes:
+    return originator_id.bytes + version.to_bytes(8, "big")
+
+
+class PersonalDataMapper(Mapper[UUID]):
+    def __init__(self, transcoder: Transcoder, keys: PostgresDataKeys) -> None:
+        super().__init__(transcoder)
+        self.keys = keys
+
+    # ---------------------------------------------------------------- writing
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        state = dict(vars(domain_event))
+        uid: UUID = state.pop("originator_id")
+        version: int = state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        personal, clear = self._split(domain_event, state)
+        encode = self.transcoder.encode
+        if not holds_personal_data(personal):
+            stored = encode(self._join(domain_event, clear, personal))
+        else:
+            key_version, cipher = self.keys.for_writing(uid)
+            nonce = os.urandom(_NONCE)
+            sealed = cipher.encrypt(nonce, encode(personal), _aad(uid, version))
+            clear_json = encode(clear)
+            stored = b"".join(
+                (SEALED, _HEADER.pack(key_version, len(clear_json)), clear_json, nonce, sealed)
+            )
+        return StoredEvent(uid, version, _topic(type(domain_event)), stored)
+
+    @staticmethod
+    def _split(event: object, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        if isinstance(event, Snapshot):
+            if event.topic != _CUSTOMER_TOPIC:
+                return {}, state
+            inner = dict(state["state"])
+            personal = {k: inner.pop(k) for k in PERSONAL_SNAPSHOT_STATE if k in inner}
+            return personal, {**state, "state": inner}
+        fields = personal_fields(type(event))
+        return {k: state.pop(k) for k in fields if k in state}, state
+
+    @staticmethod
+    def _join(event: object, clear: dict[str, Any], personal: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(event, Snapshot):
+            return {**clear, "state": {**clear["state"], **personal}}
+        return {**clear, **personal}
+
+    # ---------------------------------------------------------------- reading
+
+    def prefetch(self, originator_ids: Collection[UUID]) -> None:
+        """Loads the keys a page of events needs in one query, not one per customer."""
+        self.keys.load(originator_ids)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        blob = stored_event.state
+        if blob[:1] != SEALED:
+            return super().to_domain_event(stored_event)
+        uid = cast(UUID, stored_event.originator_id)
+        key_version, clear_len = _HEADER.unpack_from(blob, 1)
+        start = 1 + _HEADER.size
+        clear: dict[str, Any] = self.transcoder.decode(blob[start : start + clear_len])
+        nonce = blob[start + clear_len : start + clear_len + _NONCE]
+        sealed = blob[start + clear_len + _NONCE :]
+        cls = resolve_topic(stored_event.topic)
+        cipher = self.keys.for_reading(uid, key_version)
+        snapshot = issubclass(cls, Snapshot)
+        if cipher is None:
+            personal = (
+                dict(_EMPTY_SNAPSHOT_STATE) if snapshot else dict.fromkeys(personal_fields(cls))
+            )
+            clear[FORGOTTEN] = True
+        else:
+            try:
+                aad = _aad(uid, stored_event.originator_version)
+                personal = self.transcoder.decode(cipher.decrypt(nonce, sealed, aad))
+            except InvalidTag:
+                raise MapperDeserialisationError(
+                    f"personal data of {stored_event.topic} {uid} v"
+                    f"{stored_event.originator_version} fails authentication with key version "
+                    f"{key_version}: the row was altered or the key table does not match"
+                ) from None
+        state = (
+            {**clear, "state": {**clear["state"], **personal}}
+            if snapshot
+            else {**clear, **personal}
+        )
+        plain = StoredEvent(uid, stored_event.originator_version, stored_event.topic, b"")
+        return cast(DomainEventProtocol[UUID], self._event(cls, plain, state))
+
+    def _event(self, cls: type, stored: StoredEvent, state: dict[str, Any]) -> Any:
+        """What the library's mapper does after decoding: ids, version, upcasting."""
+        state["originator_id"] = stored.originator_id
+        state["originator_version"] = stored.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        if cls is Customer.ProfileErased:
+            self.keys.forget([cast(UUID, stored.originator_id)])
+        event: Any = object.__new__(cls)
+        object.__setattr__(event, "__dict__", state)
+        return event
