@@ -9,15 +9,20 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from api.consent_types import ConsentPurpose, ConsentState
 from api.context import Context
 from api.scalars import JSON, Long, utc
 from api.schema_options import ProfileSchema
+from domain.application import ProfileApplication
+from domain.audit import ConsentRecord
+from domain.consent import ConsentState as DomainConsent
+from domain.customer import Customer
 from domain.errors import InvalidInput
-from domain.ids import customer_uuid
-from domain.normalise import format_utc
+from domain.normalise import format_utc, parse_utc
+from domain.privacy import FORGOTTEN, forgotten
 
 MAX_PAGE = 1_000
-_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", FORGOTTEN}
 
 
 def _camel(name: str) -> str:
@@ -28,6 +33,8 @@ def _camel(name: str) -> str:
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return format_utc(value)
+    if isinstance(value, DomainConsent):
+        return {_camel(k): _plain(v) for k, v in vars(value).items()}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -43,6 +50,10 @@ class RecordedEvent:
     recorded_at: datetime
     occurred_at: datetime | None
     data: JSON
+    personal_data_erased: bool = strawberry.field(
+        description="True when the customer was erased: this event's personal fields read as "
+        "null because the key that encrypted them is gone."
+    )
 
     @classmethod
     def of(cls, position: int, event: Any) -> RecordedEvent:
@@ -55,6 +66,7 @@ class RecordedEvent:
             recorded_at=utc(event.timestamp),  # type: ignore[arg-type]
             occurred_at=utc(occurred) if isinstance(occurred, datetime) else None,
             data=JSON({_camel(k): _plain(v) for k, v in fields.items()}),
+            personal_data_erased=forgotten(event),
         )
 
 
@@ -65,8 +77,51 @@ class HistoryPage:
 
 
 @strawberry.type
+class AuditProfile:
+    customer_id: strawberry.ID
+    version: int
+    traits: JSON
+    consents: list[ConsentState]
+    interaction_count: int
+    erased: bool
+
+    @classmethod
+    def of(cls, customer_id: str, c: Customer) -> AuditProfile:
+        return cls(
+            customer_id=strawberry.ID(customer_id),
+            version=c.version,
+            traits=JSON(_plain(dict(c.traits or {}))),
+            consents=[_consent(s) for _, s in sorted((c.consents or {}).items())],
+            interaction_count=c.interaction_count,
+            erased=c.erased,
+        )
+
+
+def _consent(s: DomainConsent, record: ConsentRecord | None = None) -> ConsentState:
+    return ConsentState(
+        purpose=s.purpose,
+        granted=s.granted,
+        source=s.source,
+        policy_version=s.policy_version,
+        changed_at=utc(s.changed_at),
+        event_version=record.version if record else None,
+        event_position=Long(record.position) if record and record.position else None,
+        recorded_at=utc(record.recorded_at) if record and record.recorded_at else None,
+    )
+
+
+def _app(info: Info[Context, None]) -> ProfileApplication:
+    app = info.context.services.audit_app
+    assert app is not None, "audit side not wired"
+    return app
+
+
+@strawberry.type
 class AuditQuery:
-    @strawberry.field(description="Every stored event of the customer, oldest first.")
+    @strawberry.field(
+        description="Every stored event of the customer, oldest first. After erasure personal "
+        "data reads as null, and the erasure event itself is readable."
+    )
     async def history(
         self,
         info: Info[Context, None],
@@ -78,18 +133,61 @@ class AuditQuery:
             raise InvalidInput("first", f"is {first}; send 1 to {MAX_PAGE}")
         if after < 0:
             raise InvalidInput("after", f"is {after}; send a version, 0 for the start")
-        app = info.context.services.audit_app
-        assert app is not None, "audit side not wired"
-        uid = customer_uuid(str(customer_id))
         # The store is synchronous; keep the event loop free while it answers.
         rows = await asyncio.to_thread(
-            app.recorder.select_stream,  # type: ignore[attr-defined]
-            uid,
-            after=after,
-            limit=first + 1,
+            _app(info).history, str(customer_id), after=after, limit=first + 1
         )
-        events = [RecordedEvent.of(pos, app.mapper.to_domain_event(s)) for pos, s in rows[:first]]
+        events = [RecordedEvent.of(position, event) for position, event in rows[:first]]
         return HistoryPage(events=events, has_next_page=len(rows) > first)
+
+    @strawberry.field(
+        description="The profile as the service knew it at a time (events recorded at or "
+        "before it) or at a version, rebuilt from the event store alone."
+    )
+    async def profile_as_of(
+        self,
+        info: Info[Context, None],
+        customer_id: strawberry.ID,
+        at: datetime | None = None,
+        version: int | None = None,
+    ) -> AuditProfile | None:
+        if version is not None and version < 1:
+            raise InvalidInput("version", f"is {version}; versions start at 1")
+        when = parse_utc(at, "at") if at is not None else None
+        customer = await asyncio.to_thread(
+            _app(info).profile_as_of, str(customer_id), at=when, version=version
+        )
+        return None if customer is None else AuditProfile.of(str(customer_id), customer)
+
+    @strawberry.field(
+        description="Was this purpose consented at that instant, judged by the consent events' "
+        "occurredAt (a late-recorded change counts from when it happened), and by which event? "
+        "With no change by then: granted false, changedAt null (never stated)."
+    )
+    async def consent_at(
+        self,
+        info: Info[Context, None],
+        customer_id: strawberry.ID,
+        purpose: ConsentPurpose,
+        at: datetime,
+    ) -> ConsentState:
+        when = parse_utc(at, "at")
+        record = await asyncio.to_thread(_app(info).consent_at, str(customer_id), purpose, when)
+        if record.state is None:
+            return ConsentState(
+                purpose=purpose, granted=False, source=None, policy_version=None, changed_at=None
+            )
+        return _consent(record.state, record)
+
+    @strawberry.field(
+        description="Right of access: everything held about the customer as one JSON document "
+        "(traits, consents and their history, interactions, segments, score), built from the "
+        "event store. Null for a customer never seen."
+    )
+    async def export(self, info: Info[Context, None], customer_id: strawberry.ID) -> JSON | None:
+        model = info.context.services.settings.score_model
+        document = await asyncio.to_thread(_app(info).export, str(customer_id), model)
+        return None if document is None else JSON(document)
 
 
 def build_audit_schema() -> strawberry.Schema:

@@ -71,6 +71,16 @@ class SegmentInput:
     )
 
 
+@strawberry.input
+class EraseInput:
+    customer_id: strawberry.ID
+    reason: str = strawberry.field(
+        description="Why, for the record (e.g. 'GDPR art. 17 request #123'); kept in clear, "
+        "so it must not contain the customer's personal data."
+    )
+    requested_by: str = strawberry.field(description="Who asked or approved (a staff id).")
+
+
 @strawberry.type
 class CommandResult:
     id: strawberry.ID = strawberry.field(description="The customer id, or the segment id.")
@@ -170,6 +180,19 @@ class Mutation:
         now = info.context.services.clock()
         command = c.ChangeConsent.parse(_consent(input), granted=False, now=now, field="input")
         return (await _run(info, [command], "withdrawConsent"))[0]
+
+    @strawberry.mutation(
+        description="Right to erasure: personal data becomes unreadable everywhere, the fact "
+        "of erasure stays on record."
+    )
+    async def erase_profile(self, info: Info[Context, None], input: EraseInput) -> CommandResult:
+        raw = {
+            "customerId": input.customer_id,
+            "reason": input.reason,
+            "requestedBy": input.requested_by,
+        }
+        command = c.EraseProfile.parse(raw, field="input")
+        return (await _run(info, [command], "eraseProfile"))[0]
 
     @strawberry.mutation
     async def define_segment(self, info: Info[Context, None], input: SegmentInput) -> CommandResult:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from api.scalars import utc
+from api.scalars import Long, utc
 from domain.consent import ConsentPurpose
 from projections.profile import ConsentView
 
@@ -21,6 +21,16 @@ class ConsentState:
     source: str | None
     policy_version: str | None
     changed_at: datetime | None
+    # Added fields (the contract allows additions): the audit side's proof of which event.
+    event_version: int | None = strawberry.field(
+        default=None, description="Audit side: the version of the event that set this state."
+    )
+    event_position: Long | None = strawberry.field(
+        default=None, description="Audit side: that event's global position."
+    )
+    recorded_at: datetime | None = strawberry.field(
+        default=None, description="Audit side: when that event was recorded."
+    )
 
     @classmethod
     def of(cls, v: ConsentView) -> ConsentState:

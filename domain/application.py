@@ -16,7 +16,6 @@ from typing import cast
 from uuid import UUID
 
 from eventsourcing.application import (
-    AggregateNotFoundError,
     ProcessingEvent,
     project_aggregate,
 )
@@ -29,6 +28,7 @@ from eventsourcing.persistence import (
     ProgrammingError,
 )
 
+from domain.audit_cases import AuditCases
 from domain.batch import Batch, Outcome
 from domain.commands import (
     ChangeConsent,
@@ -65,7 +65,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class ProfileApplication(SegmentCases):
+class ProfileApplication(SegmentCases, AuditCases):
     name = "profiles"
     snapshot_class = Snapshot
 
@@ -365,11 +365,3 @@ class ProfileApplication(SegmentCases):
         for uid in batch.customers:
             with contextlib.suppress(KeyError):
                 cache.get(uid, evict=True)
-
-    # ---------------------------------------------------------------- reads for the audit side
-
-    def customer_at(self, customer_id: str, version: int | None = None) -> Customer | None:
-        try:
-            return cast(Customer, self.repository.get(customer_uuid(customer_id), version=version))
-        except AggregateNotFoundError:
-            return None

@@ -46,6 +46,12 @@ class EventIndex(Protocol):
 
     def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]: ...
 
+    def select_stream(
+        self, originator_id: UUID, *, after: int = 0, limit: int = 100
+    ) -> list[tuple[int, StoredEvent]]:
+        """One stream's events above version `after`, oldest first, with global positions."""
+        ...
+
     def read_for_batch(
         self, event_ids: Collection[str], originator_ids: Collection[UUID]
     ) -> BatchRead:

@@ -19,6 +19,7 @@ import orjson
 from domain.customer import Customer
 from domain.evaluation import evaluate, next_change
 from domain.normalise import format_utc
+from domain.privacy import forgotten
 from domain.score import ScoreModel
 from domain.segment import Segment
 from projections.ops import Drop, Member, Op, Put, Store
@@ -120,9 +121,26 @@ class SegmentsReadModel:
             elif isinstance(event, CUSTOMER_EVENTS):
                 uid = event.originator_id
                 affected[uid] |= self._apply(facts[uid], event, now)
+        erased = {e.originator_id for _, e in events if isinstance(e, Customer.ProfileErased)}
         for uid, profile in facts.items():
-            ops += self.settle(uid, profile, now, affected[uid])
+            if uid in erased:
+                ops += self.erase(uid, profile)
+            else:
+                ops += self.settle(uid, profile, now, affected[uid])
         return ops
+
+    def erase(self, uid: UUID, profile: ProfileFacts) -> list[Op]:
+        """Takes the customer out of every member list and forgets its facts and due time."""
+        leave: list[Op] = [
+            Member(self.keys.members(segment_id), profile.customer_id, False, 0.0)
+            for segment_id in profile.segments
+        ]
+        return [
+            *leave,
+            Drop(self.keys.of(uid)),
+            Drop(self.keys.facts(uid)),
+            Member(self.keys.due, str(uid), False, 0.0),
+        ]
 
     def _segment_event(self, event: Any, position: int) -> list[Op]:
         definitions = self.definitions()
@@ -150,6 +168,8 @@ class SegmentsReadModel:
 
     def _apply(self, profile: ProfileFacts, event: Any, now: datetime) -> set[str]:
         """Applies the event to the facts; returns the scopes of the segments it may move."""
+        if forgotten(event):
+            return set()  # its customer was erased, and is dropped at the erasure event
         if isinstance(event, Customer.Registered):
             profile.customer_id = event.customer_id
             return set()
@@ -266,7 +286,7 @@ class SegmentsReadModel:
             )
             now = self.clock()
             for n, e in page:
-                if isinstance(e, Customer.InteractionRecorded):
+                if isinstance(e, Customer.InteractionRecorded) and not forgotten(e):
                     wanting = [d for d in group if n <= d.position]
                     facts[e.originator_id].add_interaction(
                         e.type, e.properties, e.occurred_at, wanting, now
@@ -302,6 +322,7 @@ class SegmentsReadModel:
 
 CUSTOMER_EVENTS = (
     Customer.Registered,
+    Customer.ProfileErased,
     Customer.InteractionRecorded,
     Customer.TraitsUpdated,
     Customer.ConsentChanged,
