@@ -21,10 +21,11 @@ import os
 import struct
 from collections.abc import Collection
 from functools import cache
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import DomainEventProtocol, Snapshot
 from eventsourcing.persistence import (
     Mapper,
@@ -42,8 +43,18 @@ from domain.privacy import (
     personal_fields,
 )
 
-if TYPE_CHECKING:
-    from adapters.data_keys import PostgresDataKeys
+
+class KeyLookup(Protocol):
+    """What the mapper needs of the key holder (adapters.data_keys.PostgresDataKeys)."""
+
+    def for_writing(self, uid: UUID) -> tuple[int, AESGCM]: ...
+
+    def for_reading(self, uid: UUID, version: int) -> AESGCM | None: ...
+
+    def load(self, ids: Collection[UUID]) -> None: ...
+
+    def forget(self, ids: Collection[UUID]) -> None: ...
+
 
 SEALED = b"\x01"
 _HEADER = struct.Struct(">HI")
@@ -62,7 +73,7 @@ def _aad(originator_id: UUID, version: int) -> bytes:
 
 
 class PersonalDataMapper(Mapper[UUID]):
-    def __init__(self, transcoder: Transcoder, keys: PostgresDataKeys) -> None:
+    def __init__(self, transcoder: Transcoder, keys: KeyLookup) -> None:
         super().__init__(transcoder)
         self.keys = keys
 

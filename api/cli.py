@@ -1,4 +1,4 @@
-"""The `profiles` command: dev, serve, migrate, project."""
+"""The `profiles` command: dev, serve, migrate, project, and the audit tools (privacy_cli)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from adapters.migrate import MigrationError, migrate, status
 from adapters.settings import ConfigurationError, Settings
 from adapters.telemetry import setup_telemetry
+from api import privacy_cli
 
 logger = logging.getLogger("profiles")
 
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("--status", action="store_true", help="list applied and pending migrations")
 
     sub.add_parser("project", help="run the projector: keep the Redis read models live")
+    privacy_cli.add_parsers(sub)
     return parser
 
 
@@ -128,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _dev(args, settings)
         if args.command == "migrate":
             return _migrate(args, settings)
+        if args.command in privacy_cli.COMMANDS:
+            return privacy_cli.run(args, settings)
         if not settings.database_url or not settings.redis_url:
             print(
                 f"profiles {args.command} needs DATABASE_URL and REDIS_URL "

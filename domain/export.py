@@ -45,18 +45,26 @@ def export_document(
     facts = _facts(customer, (e for _, e in interactions), segments.values(), model, now)
     return {
         "format": FORMAT,
-        "customerId": customer_id,
         "exportedAt": format_utc(now),
-        "version": customer.version,
-        "erased": customer.erased,
-        "traits": dict(customer.traits or {}),
-        "consents": [_consent(s) for _, s in sorted((customer.consents or {}).items())],
+        **profile_document(customer_id, customer),
         "consentHistory": [_record(r) for r in consent_history(events)],
         "interactions": [_interaction(p, e) for p, e in interactions],
         "engagementScore": 0.0 if customer.erased else facts.score.at(model, now),
         "segments": []
         if customer.erased
         else sorted(sid for sid, rule in segments.items() if evaluate(rule, facts, model, now)),
+    }
+
+
+def profile_document(customer_id: str, customer: Customer) -> dict[str, Any]:
+    """The audit side's AuditProfile as plain JSON (what `profiles replay` prints)."""
+    return {
+        "customerId": customer_id,
+        "version": customer.version,
+        "traits": dict(customer.traits or {}),
+        "consents": [_consent(s) for _, s in sorted((customer.consents or {}).items())],
+        "interactionCount": customer.interaction_count,
+        "erased": customer.erased,
     }
 
 
