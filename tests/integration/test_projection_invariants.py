@@ -1,11 +1,14 @@
-"""Invariants 1 and 2: a live read model equals a rebuild; a batch is applied once, atomically."""
+"""Invariants 1, 2 and 7: a live read model equals a rebuild, erased customers included; a
+batch is applied once, atomically."""
 
 from __future__ import annotations
 
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
+import psycopg
 import pytest
 import redis
 
@@ -14,8 +17,14 @@ from adapters.store_config import build_application
 from adapters.telemetry import setup_telemetry
 from api.bootstrap import start_projector
 from domain.application import ProfileApplication, utc_now
-from domain.commands import ChangeConsent, Command, RecordInteraction, UpdateTraits
-from domain.errors import DomainError
+from domain.commands import (
+    ChangeConsent,
+    Command,
+    EraseProfile,
+    RecordInteraction,
+    UpdateTraits,
+)
+from domain.errors import CustomerErased, DomainError, NotFound
 from projections.ops import APPLY_BATCH, Incr, encode
 from tests.integration.readmodels import dump, rebuild
 
@@ -27,6 +36,9 @@ def random_command(rng: random.Random, now: datetime, n: int) -> Command:
     customer = f"c-{rng.randrange(40)}"
     when = now - timedelta(minutes=rng.randrange(0, 60 * 24 * 30))  # late and out of order
     kind = rng.random()
+    if kind < 0.006:
+        raw_erase = {"customerId": customer, "reason": "request", "requestedBy": "dpo"}
+        return EraseProfile.parse(raw_erase, field="input")
     if kind < 0.7:
         # Now and then an eventId comes again, as a redelivery would bring it.
         event_id = f"e-{rng.randrange(n)}" if rng.random() < 0.1 else f"e-{n}"
@@ -57,6 +69,12 @@ def random_command(rng: random.Random, now: datetime, n: int) -> Command:
     return ChangeConsent.parse(raw_consent, granted=rng.random() < 0.6, now=now, field="input")
 
 
+def erased_streams(settings: Settings) -> list[UUID]:
+    with psycopg.connect(str(settings.database_url)) as conn:
+        rows = conn.execute("SELECT customer_id FROM profiles_data_keys WHERE key IS NULL")
+        return [UUID(str(r[0])) for r in rows.fetchall()]
+
+
 def run_commands(app: ProfileApplication, seed: int, count: int) -> None:
     rng = random.Random(seed)
     now = datetime.now(UTC)
@@ -65,7 +83,9 @@ def run_commands(app: ProfileApplication, seed: int, count: int) -> None:
         pending.append([random_command(rng, now, n)])
         if len(pending) == rng.randrange(1, 20):
             for outcome in app.execute(pending):
-                assert not isinstance(outcome, DomainError), outcome
+                # Commands for an erased customer are refused; erasing an unknown one too.
+                if not isinstance(outcome, CustomerErased | NotFound):
+                    assert not isinstance(outcome, DomainError), outcome
             pending = []
     app.execute(pending)
 
@@ -91,6 +111,9 @@ def test_live_read_model_equals_a_rebuild_after_1000_random_commands(
     assert live["projection:profile:v1"]["position"] == str(head)
     assert sum(1 for k in live if k.endswith(":recent")) > 20  # a real comparison, not two empties
     assert rebuilt == live
+    erased = erased_streams(settings)
+    assert erased, "the random commands should erase someone"
+    assert not [k for k in live if any(str(uid) in k for uid in erased)]
 
 
 def test_a_replayed_batch_is_refused_and_a_gap_is_an_error(settings: Settings) -> None:
