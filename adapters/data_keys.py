@@ -91,6 +91,11 @@ class PostgresDataKeys:
         if missing:
             fresh = [os.urandom(KEY_BYTES) for _ in missing]
             self._fetch(_PREPARE, {"ids": missing, "keys": fresh}, missing)
+            # Another writer may have made the key after this statement's snapshot was taken:
+            # its insert then did nothing and its read saw nothing. A new statement sees it.
+            raced = [uid for uid in missing if self._get(uid) is None]
+            if raced:
+                self._fetch(_LOAD, (raced,), raced)
 
     def load(self, ids: Collection[UUID]) -> None:
         """Reads keys without making any (for readers: projectors, the audit side)."""
@@ -179,6 +184,8 @@ class PostgresDataKeys:
             for uid, keys in found.items():
                 if keys.shredded:
                     keys.ciphers.clear()
+                elif not keys.ciphers:
+                    continue  # no row at all: not cached, so the next use asks again
                 self._cache[uid] = keys
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

@@ -36,10 +36,23 @@ def keep_per_key(rules: Iterable[Rule]) -> dict[str, int]:
 def matches(condition: EventCondition, kind: str, properties: Mapping[str, Any]) -> bool:
     if condition.type is not None and condition.type != kind:
         return False
-    return all(
-        name in properties and json.dumps(properties[name], sort_keys=True) == value
-        for name, value in condition.where
-    )
+    return where_holds(condition, properties, {})
+
+
+def where_holds(
+    condition: EventCondition, properties: Mapping[str, Any], canonical: dict[str, str]
+) -> bool:
+    """Whether the properties have the condition's `where` values. `canonical` caches each
+    property's canonical JSON, so an interaction tried on many conditions encodes it once."""
+    for name, value in condition.where:
+        if name not in properties:
+            return False
+        text = canonical.get(name)
+        if text is None:
+            text = canonical[name] = json.dumps(properties[name], sort_keys=True)
+        if text != value:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ class ScoreState:
 
     def settle(self, model: ScoreModel, now: datetime) -> ScoreState:
         """Folds in the pending events whose time has come."""
+        if not self.pending:  # the usual case, asked per segment evaluated: no copy
+            return self
         state = ScoreState(self.value, self.reference)
         for at, weight in self.pending:
             if at <= now:

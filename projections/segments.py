@@ -17,14 +17,14 @@ from uuid import UUID
 import orjson
 
 from domain.customer import Customer
-from domain.evaluation import evaluate, next_change
 from domain.normalise import format_utc
 from domain.privacy import forgotten
-from domain.score import ScoreModel
+from domain.score import ScoreModel, ScoreState
 from domain.segment import Segment
 from projections.ops import Drop, Member, Op, Put, Store
 from projections.runner import ApplyOps, PageReader
-from projections.segment_state import Definition, ProfileFacts
+from projections.segment_eval import Evaluator
+from projections.segment_state import Definition, EventIndex, ProfileFacts
 
 NAME = "segments"
 VERSION = 1
@@ -100,11 +100,17 @@ class SegmentsReadModel:
         """Forgets what is derived from the definitions (computed once per page otherwise)."""
         self._active: list[Definition] | None = None
         self._readers: dict[str, set[str]] = {}
+        self._index: EventIndex | None = None
 
     def active(self) -> list[Definition]:
         if self._active is None:
             self._active = [d for d in self.definitions().values() if not d.retired]
         return self._active
+
+    def index(self) -> EventIndex:
+        if self._index is None:
+            self._index = EventIndex.of(self.active())
+        return self._index
 
     # ------------------------------------------------------------------ events
 
@@ -114,6 +120,7 @@ class SegmentsReadModel:
         touched = {e.originator_id for _, e in events if isinstance(e, CUSTOMER_EVENTS)}
         facts = self.load(touched)
         affected: dict[UUID, set[str]] = {uid: set() for uid in facts}
+        scores = {uid: profile.score for uid, profile in facts.items()}  # before the page
         ops: list[Op] = []
         for position, event in events:
             if isinstance(event, SEGMENT_EVENTS):
@@ -122,11 +129,13 @@ class SegmentsReadModel:
                 uid = event.originator_id
                 affected[uid] |= self._apply(facts[uid], event, now)
         erased = {e.originator_id for _, e in events if isinstance(e, Customer.ProfileErased)}
+        judge = Evaluator(self.model, now)
         for uid, profile in facts.items():
             if uid in erased:
                 ops += self.erase(uid, profile)
-            else:
-                ops += self.settle(uid, profile, now, affected[uid])
+                continue
+            affected[uid] |= self._score_moved(scores[uid], profile.score, now)
+            ops += self.settle(uid, profile, judge, affected[uid])
         return ops
 
     def erase(self, uid: UUID, profile: ProfileFacts) -> list[Op]:
@@ -174,12 +183,11 @@ class SegmentsReadModel:
             profile.customer_id = event.customer_id
             return set()
         if isinstance(event, Customer.InteractionRecorded):
-            live = self.active()
             changed = profile.add_interaction(
-                event.type, event.properties, event.occurred_at, live, now
+                event.type, event.properties, event.occurred_at, self.index(), now
             )
             profile.score = profile.score.add(self.model, event.type, event.occurred_at, now)
-            return changed | self._reading("score")
+            return changed  # what the score moved is decided once per page: `_score_moved`
         if isinstance(event, Customer.TraitsUpdated):
             for name, value in event.traits.items():
                 if value is None:
@@ -195,6 +203,25 @@ class SegmentsReadModel:
             return self._reading("consent")
         return set()
 
+    def _score_moved(self, before: ScoreState, after: ScoreState, now: datetime) -> set[str]:
+        """The score-reading segments whose answer or next instant a page's interactions may
+        have moved. The stored answer holds at `now` for the old score (or the segment is due
+        anyway). A rise flips no score condition unless a threshold lies between the two
+        values, and leaves the stored instant no later than the new one (early is harmless).
+        A fall, or an interaction recorded ahead of the clock, rechecks them all."""
+        if after is before:
+            return set()
+        if before.pending or after.pending:
+            return self._reading("score")
+        low, high = before.at(self.model, now), after.at(self.model, now)
+        if high < low:
+            return self._reading("score")
+        return {
+            d.scope
+            for d in self.active()
+            if d.thresholds and any(low <= v <= high for v in d.thresholds)
+        }
+
     def _reading(self, kind: str) -> set[str]:
         if kind not in self._readers:
             self._readers[kind] = {d.scope for d in self.active() if kind in d.reads}
@@ -208,14 +235,14 @@ class SegmentsReadModel:
         return {u: ProfileFacts.from_json(r) for u, r in zip(ordered, raws, strict=True)}
 
     def settle(
-        self, uid: UUID, profile: ProfileFacts, now: datetime, affected: set[str] | None = None
+        self, uid: UUID, profile: ProfileFacts, judge: Evaluator, affected: set[str] | None = None
     ) -> list[Op]:
         """Re-evaluates the profile's segments that may have moved (`affected`, those whose
         instant has come and those never evaluated; all when None) and writes its facts,
         membership and next due instant. The others keep their answer and their instant."""
         active = self.active()
         profile.forget_scopes_except({d.scope for d in active})
-        stamp = now.timestamp()
+        stamp = judge.now.timestamp()
         recheck = [
             d
             for d in active
@@ -227,11 +254,11 @@ class SegmentsReadModel:
         rechecked = {d.scope for d in recheck}
         kept = {d.segment_id for d in active if d.scope not in rechecked}
         joined = kept & set(profile.segments)
-        for definition, facts in zip(recheck, profile.facts_for(recheck), strict=True):
-            if evaluate(definition.rule, facts, self.model, now):
+        consents = profile.granted()
+        for definition in recheck:
+            inside, profile.due[definition.scope] = judge.answer(definition, profile, consents)
+            if inside:
                 joined.add(definition.segment_id)
-            when = next_change(definition.rule, facts, self.model, now)
-            profile.due[definition.scope] = None if when is None else when.timestamp()
         due = [v for v in profile.due.values() if v is not None]
         ops: list[Op] = []
         for segment_id in sorted(set(profile.segments) | set(joined)):
@@ -285,21 +312,25 @@ class SegmentsReadModel:
                 {e.originator_id for _, e in page if isinstance(e, Customer.InteractionRecorded)}
             )
             now = self.clock()
+            indexes: dict[tuple[str, ...], EventIndex] = {}
             for n, e in page:
                 if isinstance(e, Customer.InteractionRecorded) and not forgotten(e):
                     wanting = [d for d in group if n <= d.position]
+                    wanted = tuple(d.scope for d in wanting)
+                    if wanted not in indexes:
+                        indexes[wanted] = EventIndex.of(wanting)
                     facts[e.originator_id].add_interaction(
-                        e.type, e.properties, e.occurred_at, wanting, now
+                        e.type, e.properties, e.occurred_at, indexes[wanted], now
                     )
             ops: list[Op] = [Store(self.keys.facts(u), f.to_json()) for u, f in facts.items()]
             return apply(track, cursor, page[-1][0], ops)
         # Every profile, evaluated once with complete histories: then the group is live.
         position = int(self._redis.hget(self.tracking_key, "position") or 0)
-        now = self.clock()
+        judge = Evaluator(self.model, self.clock())
         for keys in _chunks(self._redis.scan_iter(match=self.keys.facts("*"), count=500), 500):
             uids = [UUID(k.rsplit("{", 1)[1].rstrip("}")) for k in keys]
             facts = self.load(uids)
-            ops = [op for u in uids for op in self.settle(u, facts[u], now)]
+            ops = [op for u in uids for op in self.settle(u, facts[u], judge)]
             apply(self.tracking_key, position, position, ops)
         done: list[Op] = [Put(track, "position", "0"), Put(track, "scopes", "[]")]
         for definition in group:
@@ -317,7 +348,8 @@ class SegmentsReadModel:
         uids = [UUID(u) for u in due]
         facts = self.load(uids)
         # Nothing happened to these profiles but time: only their due segments are rechecked.
-        return [op for uid in uids for op in self.settle(uid, facts[uid], now, set())]
+        judge = Evaluator(self.model, now)
+        return [op for uid in uids for op in self.settle(uid, facts[uid], judge, set())]
 
 
 CUSTOMER_EVENTS = (
