@@ -95,6 +95,11 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
             return super().construct_mapper()
         return self.vault.mapper(self.construct_transcoder())
 
+    def close(self) -> None:
+        super().close()
+        if self.vault is not None:
+            self.vault.close()
+
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(ConsentStateAsDict())

@@ -71,6 +71,10 @@ class PersonalDataVault(Protocol):
         """Makes sure each customer has a key (creating it) before their events are written."""
         ...
 
+    def close(self) -> None:
+        """Releases its connection (the application's close calls it)."""
+        ...
+
     def forget(self, ids: Collection[UUID]) -> None:
         """Drops cached keys of customers whose keys the event store just shredded (the
         erasure's commit deletes them, so that the event and the shredding go together)."""
