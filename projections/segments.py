@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
+from math import inf
 from typing import Any
 from uuid import UUID
 
@@ -52,10 +54,10 @@ class SegmentKeys:
         return self.base + "due"
 
     def facts(self, uid: UUID | str) -> str:
-        return f"{self.base}facts:{{{uid}}}"
+        return f"{self.base}facts:{{{_text(uid)}}}"
 
     def of(self, uid: UUID | str) -> str:
-        return f"{self.base}of:{{{uid}}}"
+        return f"{self.base}of:{{{_text(uid)}}}"
 
     def members(self, segment_id: str) -> str:
         return f"{self.base}members:{segment_id}"
@@ -100,11 +102,19 @@ class SegmentsReadModel:
         self._active: list[Definition] | None = None
         self._readers: dict[str, set[str]] = {}
         self._index: EventIndex | None = None
+        self._live: tuple[frozenset[str], frozenset[str]] | None = None
 
     def active(self) -> list[Definition]:
         if self._active is None:
             self._active = [d for d in self.definitions().values() if not d.retired]
         return self._active
+
+    def live(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The active definitions' scopes and segment ids."""
+        if self._live is None:
+            active = self.active()
+            self._live = frozenset(d.scope for d in active), frozenset(d.segment_id for d in active)
+        return self._live
 
     def index(self) -> EventIndex:
         if self._index is None:
@@ -220,39 +230,40 @@ class SegmentsReadModel:
         """Re-evaluates the profile's segments that may have moved (`affected`, those whose
         instant has come and those never evaluated; all when None) and writes its facts,
         membership and next due instant. The others keep their answer and their instant."""
-        active = self.active()
-        profile.forget_scopes_except({d.scope for d in active})
+        scopes, segment_ids = self.live()
+        due = profile.due
+        scheduled = _earliest(due)  # what the due set holds for this profile
+        profile.forget_scopes_except(scopes)
         stamp = judge.now.timestamp()
+        # A scope never evaluated has no entry (-inf: now); None is "not without an event".
         recheck = [
             d
-            for d in active
+            for d in self.active()
             if affected is None
             or d.scope in affected
-            or d.scope not in profile.due
-            or (profile.due[d.scope] or float("inf")) <= stamp
+            or ((when := due.get(d.scope, -inf)) is not None and when <= stamp)
         ]
-        rechecked = {d.scope for d in recheck}
-        kept = {d.segment_id for d in active if d.scope not in rechecked}
-        joined = kept & set(profile.segments)
+        rechecked = {d.segment_id for d in recheck}
+        joined = {s for s in profile.segments if s in segment_ids and s not in rechecked}
         consents = profile.granted()
         for definition in recheck:
-            inside, profile.due[definition.scope] = judge.answer(definition, profile, consents)
+            inside, due[definition.scope] = judge.answer(definition, profile, consents)
             if inside:
                 joined.add(definition.segment_id)
-        due = [v for v in profile.due.values() if v is not None]
         ops: list[Op] = []
-        for segment_id in sorted(set(profile.segments) | set(joined)):
+        for segment_id in sorted(joined.symmetric_difference(profile.segments)):
             inside = segment_id in joined
-            if inside != (segment_id in profile.segments):
-                ops.append(Member(self.keys.of(uid), segment_id, inside))
-                ops.append(Member(self.keys.members(segment_id), profile.customer_id, inside, 0.0))
+            ops.append(Member(self.keys.of(uid), segment_id, inside))
+            ops.append(Member(self.keys.members(segment_id), profile.customer_id, inside, 0.0))
         profile.segments = sorted(joined)
         ops.append(Store(self.keys.facts(uid), profile.to_json()))
-        ops.append(
-            Member(self.keys.due, str(uid), True, min(due))
-            if due
-            else Member(self.keys.due, str(uid), False, 0.0)
-        )
+        earliest = _earliest(due)
+        if earliest != scheduled:
+            ops.append(
+                Member(self.keys.due, _text(uid), False, 0.0)
+                if earliest is None
+                else Member(self.keys.due, _text(uid), True, earliest)
+            )
         return ops
 
     # ------------------------------------------------------------------ time and back-fill
@@ -348,6 +359,15 @@ def _segment_id_of(definitions: dict[str, Definition], event: Any) -> str:
         if segment_uuid(segment_id) == event.originator_id:
             return segment_id
     raise LookupError(f"no definition for segment stream {event.originator_id}")
+
+
+def _earliest(due: dict[str, float | None]) -> float | None:
+    return min((v for v in due.values() if v is not None), default=None)
+
+
+@lru_cache(maxsize=100_000)  # UUID.__str__ is Python code; a page formats each id several times
+def _text(uid: UUID | str) -> str:
+    return str(uid)
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
