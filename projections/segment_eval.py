@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from datetime import datetime
 
-from domain.evaluation import evaluate, next_change
+from domain.evaluation import evaluate_with_next_change
 from domain.facts import Facts
 from domain.score import ScoreModel
 from projections.segment_state import Definition, ProfileFacts
@@ -34,8 +34,7 @@ class Evaluator:
         if key is not None and key in self._shared:
             return self._shared[key]
         facts = Facts(times, profile.traits, consents, profile.score)
-        inside = evaluate(definition.rule, facts, self.model, self.now)
-        when = next_change(definition.rule, facts, self.model, self.now)
+        inside, when = evaluate_with_next_change(definition.rule, facts, self.model, self.now)
         answer = (inside, None if when is None else when.timestamp())
         if key is not None:
             self._shared[key] = answer
