@@ -3,15 +3,14 @@
 Membership changes with the events that change a profile's facts, and with time: each profile
 is scheduled at the next instant its answer can change (a window sliding past, a score decaying
 through a threshold), and `tick` re-evaluates only what is due. A new or changed rule back-fills
-existing profiles from the event store while live updates go on (see `projections.backfill`).
+existing profiles from the event store while live updates go on (`_backfill_step`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from functools import lru_cache
 from math import inf
 from typing import Any
 from uuid import UUID
@@ -20,51 +19,18 @@ import orjson
 
 from domain.customer import Customer
 from domain.normalise import format_utc
-from domain.score import ScoreModel, ScoreState
+from domain.score import ScoreModel
 from domain.segment import Segment
 from projections.ops import Drop, Member, Op, Put, Store
 from projections.runner import ApplyOps, PageReader
-from projections.segment_eval import Evaluator
+from projections.segment_eval import Evaluator, score_moved
+from projections.segment_keys import NAME as NAME  # re-exported: the API and bench name them here
+from projections.segment_keys import VERSION as VERSION
+from projections.segment_keys import SegmentKeys as SegmentKeys
+from projections.segment_keys import key_text
 from projections.segment_state import Definition, EventIndex, ProfileFacts
 
-NAME = "segments"
-VERSION = 1
 DUE_BATCH = 500
-
-
-@dataclass(frozen=True)
-class SegmentKeys:
-    namespace: str = ""
-    version: int = VERSION
-
-    @property
-    def base(self) -> str:
-        return f"{self.namespace}segments:v{self.version}:"
-
-    @property
-    def tracking(self) -> str:
-        return f"{self.namespace}projection:{NAME}:v{self.version}"
-
-    @property
-    def definitions(self) -> str:
-        return self.base + "defs"
-
-    @property
-    def due(self) -> str:
-        return self.base + "due"
-
-    def facts(self, uid: UUID | str) -> str:
-        return f"{self.base}facts:{{{_text(uid)}}}"
-
-    def of(self, uid: UUID | str) -> str:
-        return f"{self.base}of:{{{_text(uid)}}}"
-
-    def members(self, segment_id: str) -> str:
-        return f"{self.base}members:{segment_id}"
-
-    @property
-    def backfill_state(self) -> str:
-        return f"{self.base}backfill"
 
 
 class SegmentsReadModel:
@@ -139,7 +105,7 @@ class SegmentsReadModel:
                 affected[uid] |= self._apply(facts[uid], event, now)
         judge = Evaluator(self.model, now)
         for uid, profile in facts.items():
-            affected[uid] |= self._score_moved(scores[uid], profile.score, now)
+            affected[uid] |= score_moved(self.active(), self.model, scores[uid], profile.score, now)
             ops += self.settle(uid, profile, judge, affected[uid])
         return ops
 
@@ -193,25 +159,6 @@ class SegmentsReadModel:
             return self._reading("consent")
         return set()
 
-    def _score_moved(self, before: ScoreState, after: ScoreState, now: datetime) -> set[str]:
-        """The score-reading segments whose answer or next instant a page's interactions may
-        have moved. The stored answer holds at `now` for the old score (or the segment is due
-        anyway). A rise flips no score condition unless a threshold lies between the two
-        values, and leaves the stored instant no later than the new one (early is harmless).
-        A fall, or an interaction recorded ahead of the clock, rechecks them all."""
-        if after is before:
-            return set()
-        if before.pending or after.pending:
-            return self._reading("score")
-        low, high = before.at(self.model, now), after.at(self.model, now)
-        if high < low:
-            return self._reading("score")
-        return {
-            d.scope
-            for d in self.active()
-            if d.thresholds and any(low <= v <= high for v in d.thresholds)
-        }
-
     def _reading(self, kind: str) -> set[str]:
         if kind not in self._readers:
             self._readers[kind] = {d.scope for d in self.active() if kind in d.reads}
@@ -260,9 +207,9 @@ class SegmentsReadModel:
         earliest = _earliest(due)
         if earliest != scheduled:
             ops.append(
-                Member(self.keys.due, _text(uid), False, 0.0)
+                Member(self.keys.due, key_text(uid), False, 0.0)
                 if earliest is None
-                else Member(self.keys.due, _text(uid), True, earliest)
+                else Member(self.keys.due, key_text(uid), True, earliest)
             )
         return ops
 
@@ -363,11 +310,6 @@ def _segment_id_of(definitions: dict[str, Definition], event: Any) -> str:
 
 def _earliest(due: dict[str, float | None]) -> float | None:
     return min((v for v in due.values() if v is not None), default=None)
-
-
-@lru_cache(maxsize=100_000)  # UUID.__str__ is Python code; a page formats each id several times
-def _text(uid: UUID | str) -> str:
-    return str(uid)
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
