@@ -26,6 +26,7 @@ from domain.rules import (
 )
 from domain.score import ScoreModel
 
+_NO_TIMES = KeyTimes()
 TICK = timedelta(microseconds=1)  # "just after": where an inclusive bound stops holding
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "gt": operator.gt,
@@ -69,6 +70,34 @@ def _trait(rule: TraitCondition, value: object) -> bool:
     numbers = isinstance(value, int | float) and isinstance(rule.value, int | float)
     texts = isinstance(value, str) and isinstance(rule.value, str)
     return (numbers or texts) and _COMPARE[rule.op](value, rule.value)
+
+
+def evaluate_with_next_change(
+    rule: Rule, facts: Facts, model: ScoreModel, t: datetime
+) -> tuple[bool, datetime | None]:
+    """`evaluate` and `next_change` in one walk of the rule: a projection asks both for every
+    segment it re-evaluates."""
+    candidates: list[datetime] = []
+    value = _walk(rule, facts, model, t, candidates)
+    return value, min((c for c in candidates if c > t), default=None)
+
+
+def _walk(rule: Rule, facts: Facts, model: ScoreModel, t: datetime, out: list[datetime]) -> bool:
+    """The rule's answer at t; appends the instants `_candidates` names to `out`."""
+    if isinstance(rule, All | AnyOf):
+        answers = [_walk(r, facts, model, t, out) for r in rule.rules]  # all: each has instants
+        return all(answers) if isinstance(rule, All) else any(answers)
+    if isinstance(rule, Not):
+        return not _walk(rule.rule, facts, model, t, out)
+    if isinstance(rule, EventCondition):
+        times = facts.events.get(rule.key, _NO_TIMES)
+        out += _event_candidates(rule, times, t)
+        since = None if rule.within is None else t - rule.within
+        return times.count(since, t) >= rule.at_least
+    if isinstance(rule, ScoreCondition):
+        out += _score_candidates(rule, facts, model, t)
+        return _COMPARE[rule.op](facts.score.at(model, t), rule.value)
+    return evaluate(rule, facts, model, t)  # traits and consents: no instants
 
 
 def next_change(rule: Rule, facts: Facts, model: ScoreModel, t: datetime) -> datetime | None:

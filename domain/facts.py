@@ -63,6 +63,8 @@ class KeyTimes:
     def add(self, at: datetime, keep: int, now: datetime) -> KeyTimes:
         times = list(self.recent)
         bisect.insort(times, at)
+        if times[-1] <= now:  # the usual case, nothing ahead of the clock: keep the newest
+            return KeyTimes(tuple(times[-keep:]), self.total + 1)
         past = [x for x in times if x <= now]
         future = [x for x in times if x > now]
         return KeyTimes(tuple(past[-keep:] + future), self.total + 1)

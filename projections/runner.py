@@ -113,22 +113,39 @@ class Projector:
         """Applies every stored event (up to `until`); returns how many events were applied.
 
         Each page is read and decoded once, then offered to every read model still behind it.
+        A model's changes are applied by a writer thread while the next model works out its
+        own, so Redis running one script overlaps with Python computing the next. Applies
+        keep their order, and a model computes its next page only after its previous one is
+        applied (the segment model reads what it wrote; every model needs its true position).
         """
-        done = 0
         head = self._recorder.max_notification_id() or 0
         target = until or head
         positions = {m.name: self.position(m) for m in self._models}
-        for events in self._pages(min(positions.values(), default=target), target):
-            applied = 0
-            for model in self._models:
-                count, positions[model.name] = self._apply_page(
-                    model, positions[model.name], events
-                )
-                applied = max(applied, count)
-            done += applied  # events, not events times read models
+        applied = dict.fromkeys(positions, 0)
+
+        def settled(name: str, pending: Future[tuple[int, int]]) -> None:
+            count, positions[name] = pending.result()
+            applied[name] += count
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-writer") as writer:
+            applying: dict[str, Future[tuple[int, int]]] = {}
+            for events in self._pages(min(positions.values(), default=target), target):
+                for model in self._models:
+                    if model.name in applying:
+                        settled(model.name, applying.pop(model.name))
+                    mine = [(n, e) for n, e in events if n > positions[model.name]]
+                    if mine:
+                        started = time.perf_counter()
+                        ops = encode(model.page_changes(mine))
+                        applying[model.name] = writer.submit(
+                            self._apply_page, model, positions[model.name], mine, ops, started
+                        )
+            for name, pending in applying.items():
+                settled(name, pending)
         for model in self._models:
             self._report(model, positions[model.name], head)
-        return done
+        # Events, not events times read models: the model furthest behind saw every one.
+        return max(applied.values(), default=0)
 
     def _pages(self, start: int, target: int) -> Iterator[list[tuple[int, Any]]]:
         """Decoded pages in order; the next one is read and decoded while this one is applied,
@@ -154,17 +171,18 @@ class Projector:
         return [(n.id, self._mapper.to_domain_event(n)) for n in notifications]
 
     def _apply_page(
-        self, model: ReadModel, position: int, events: Sequence[tuple[int, Any]]
+        self,
+        model: ReadModel,
+        position: int,
+        mine: Sequence[tuple[int, Any]],
+        ops: bytes,
+        started: float,
     ) -> tuple[int, int]:
-        mine = [(n, e) for n, e in events if n > position]
-        if not mine:
-            return 0, position
-        started = time.perf_counter()
-        ops = model.page_changes(mine)
+        """Applies one page's ops with its position; returns (events applied, position)."""
         last = mine[-1][0]
         with self._span("projection.batch", read_model=model.name, events=len(mine)):
             try:
-                fresh = self._apply(args=[model.tracking_key, position, last, encode(ops)])
+                fresh = self._apply(args=[model.tracking_key, position, last, ops])
             except ResponseError as error:
                 if "POSITION" not in str(error):
                     raise

@@ -9,12 +9,12 @@ they are computed once per instant for each combination of those values.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import datetime
 
-from domain.evaluation import evaluate, next_change
+from domain.evaluation import evaluate_with_next_change
 from domain.facts import Facts
-from domain.score import ScoreModel
+from domain.score import ScoreModel, ScoreState
 from projections.segment_state import Definition, ProfileFacts
 
 Answer = tuple[bool, float | None]  # member, epoch of the next possible change
@@ -34,8 +34,7 @@ class Evaluator:
         if key is not None and key in self._shared:
             return self._shared[key]
         facts = Facts(times, profile.traits, consents, profile.score)
-        inside = evaluate(definition.rule, facts, self.model, self.now)
-        when = next_change(definition.rule, facts, self.model, self.now)
+        inside, when = evaluate_with_next_change(definition.rule, facts, self.model, self.now)
         answer = (inside, None if when is None else when.timestamp())
         if key is not None:
             self._shared[key] = answer
@@ -58,3 +57,26 @@ def _shared_key(
     except TypeError:
         return None
     return key
+
+
+def score_moved(
+    definitions: Sequence[Definition],
+    model: ScoreModel,
+    before: ScoreState,
+    after: ScoreState,
+    now: datetime,
+) -> set[str]:
+    """The scopes of score-reading segments whose answer or next instant a page's interactions
+    may have moved. The stored answer holds at `now` for the old score (or the segment is due
+    anyway). A rise flips no score condition unless a threshold lies between the two values,
+    and leaves the stored instant no later than the new one (early is harmless). A fall, or an
+    interaction recorded ahead of the clock, rechecks them all."""
+    if after is before:
+        return set()
+    low, high = before.at(model, now), after.at(model, now)
+    every = bool(before.pending or after.pending) or high < low
+    return {
+        d.scope
+        for d in definitions
+        if d.thresholds and (every or any(low <= v <= high for v in d.thresholds))
+    }

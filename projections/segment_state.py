@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -150,7 +151,13 @@ class ProfileFacts:
     # present here has been evaluated for this profile
     due: dict[str, float | None] = field(default_factory=dict)
 
-    def times_of(self, scope: str) -> dict[str, KeyTimes]:
+    def times_of(self, scope: str) -> Mapping[str, KeyTimes]:
+        """A scope's times to read (no times: nothing to decode, nothing to write back)."""
+        if scope in self.times or scope in self.stored:
+            return self._own(scope)
+        return _NO_TIMES
+
+    def _own(self, scope: str) -> dict[str, KeyTimes]:
         mine = self.times.get(scope)
         if mine is None:
             raw = self.stored.pop(scope, {})
@@ -172,7 +179,7 @@ class ProfileFacts:
         changed: set[str] = set()
         for key, targets in index.matching(kind, properties):
             for scope, keep in targets:
-                mine = self.times_of(scope)
+                mine = self._own(scope)
                 mine[key] = mine.get(key, _NONE).add(at, keep, now)
                 changed.add(scope)
         return changed
@@ -181,8 +188,10 @@ class ProfileFacts:
         """Consents as rules read them: purpose -> granted."""
         return {p: granted for p, (granted, _) in self.consents.items()}
 
-    def forget_scopes_except(self, live: set[str]) -> None:
+    def forget_scopes_except(self, live: frozenset[str]) -> None:
         """Drops the histories of retired or replaced segment versions."""
+        if self.due.keys() <= live and self.times.keys() <= live and self.stored.keys() <= live:
+            return
         self.times = {scope: v for scope, v in self.times.items() if scope in live}
         self.stored = {scope: v for scope, v in self.stored.items() if scope in live}
         self.due = {scope: v for scope, v in self.due.items() if scope in live}
@@ -230,6 +239,7 @@ class ProfileFacts:
 
 
 _NONE = KeyTimes()
+_NO_TIMES: Mapping[str, KeyTimes] = MappingProxyType({})
 
 
 def _stamp(at: datetime | None) -> float | None:

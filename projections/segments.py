@@ -3,14 +3,15 @@
 Membership changes with the events that change a profile's facts, and with time: each profile
 is scheduled at the next instant its answer can change (a window sliding past, a score decaying
 through a threshold), and `tick` re-evaluates only what is due. A new or changed rule back-fills
-existing profiles from the event store while live updates go on (see `projections.backfill`).
+existing profiles from the event store while live updates go on (`_backfill_step`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
+from math import inf
 from typing import Any
 from uuid import UUID
 
@@ -19,51 +20,18 @@ import orjson
 from domain.customer import Customer
 from domain.normalise import format_utc
 from domain.privacy import forgotten
-from domain.score import ScoreModel, ScoreState
+from domain.score import ScoreModel
 from domain.segment import Segment
 from projections.ops import Drop, Member, Op, Put, Store
 from projections.runner import ApplyOps, PageReader
-from projections.segment_eval import Evaluator
+from projections.segment_eval import Evaluator, score_moved
+from projections.segment_keys import NAME as NAME  # re-exported: the API and bench name them here
+from projections.segment_keys import VERSION as VERSION
+from projections.segment_keys import SegmentKeys as SegmentKeys
+from projections.segment_keys import key_text
 from projections.segment_state import Definition, EventIndex, ProfileFacts
 
-NAME = "segments"
-VERSION = 1
 DUE_BATCH = 500
-
-
-@dataclass(frozen=True)
-class SegmentKeys:
-    namespace: str = ""
-    version: int = VERSION
-
-    @property
-    def base(self) -> str:
-        return f"{self.namespace}segments:v{self.version}:"
-
-    @property
-    def tracking(self) -> str:
-        return f"{self.namespace}projection:{NAME}:v{self.version}"
-
-    @property
-    def definitions(self) -> str:
-        return self.base + "defs"
-
-    @property
-    def due(self) -> str:
-        return self.base + "due"
-
-    def facts(self, uid: UUID | str) -> str:
-        return f"{self.base}facts:{{{uid}}}"
-
-    def of(self, uid: UUID | str) -> str:
-        return f"{self.base}of:{{{uid}}}"
-
-    def members(self, segment_id: str) -> str:
-        return f"{self.base}members:{segment_id}"
-
-    @property
-    def backfill_state(self) -> str:
-        return f"{self.base}backfill"
 
 
 class SegmentsReadModel:
@@ -101,11 +69,19 @@ class SegmentsReadModel:
         self._active: list[Definition] | None = None
         self._readers: dict[str, set[str]] = {}
         self._index: EventIndex | None = None
+        self._live: tuple[frozenset[str], frozenset[str]] | None = None
 
     def active(self) -> list[Definition]:
         if self._active is None:
             self._active = [d for d in self.definitions().values() if not d.retired]
         return self._active
+
+    def live(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The active definitions' scopes and segment ids."""
+        if self._live is None:
+            active = self.active()
+            self._live = frozenset(d.scope for d in active), frozenset(d.segment_id for d in active)
+        return self._live
 
     def index(self) -> EventIndex:
         if self._index is None:
@@ -134,7 +110,7 @@ class SegmentsReadModel:
             if uid in erased:
                 ops += self.erase(uid, profile)
                 continue
-            affected[uid] |= self._score_moved(scores[uid], profile.score, now)
+            affected[uid] |= score_moved(self.active(), self.model, scores[uid], profile.score, now)
             ops += self.settle(uid, profile, judge, affected[uid])
         return ops
 
@@ -203,25 +179,6 @@ class SegmentsReadModel:
             return self._reading("consent")
         return set()
 
-    def _score_moved(self, before: ScoreState, after: ScoreState, now: datetime) -> set[str]:
-        """The score-reading segments whose answer or next instant a page's interactions may
-        have moved. The stored answer holds at `now` for the old score (or the segment is due
-        anyway). A rise flips no score condition unless a threshold lies between the two
-        values, and leaves the stored instant no later than the new one (early is harmless).
-        A fall, or an interaction recorded ahead of the clock, rechecks them all."""
-        if after is before:
-            return set()
-        if before.pending or after.pending:
-            return self._reading("score")
-        low, high = before.at(self.model, now), after.at(self.model, now)
-        if high < low:
-            return self._reading("score")
-        return {
-            d.scope
-            for d in self.active()
-            if d.thresholds and any(low <= v <= high for v in d.thresholds)
-        }
-
     def _reading(self, kind: str) -> set[str]:
         if kind not in self._readers:
             self._readers[kind] = {d.scope for d in self.active() if kind in d.reads}
@@ -240,39 +197,40 @@ class SegmentsReadModel:
         """Re-evaluates the profile's segments that may have moved (`affected`, those whose
         instant has come and those never evaluated; all when None) and writes its facts,
         membership and next due instant. The others keep their answer and their instant."""
-        active = self.active()
-        profile.forget_scopes_except({d.scope for d in active})
+        scopes, segment_ids = self.live()
+        due = profile.due
+        scheduled = _earliest(due)  # what the due set holds for this profile
+        profile.forget_scopes_except(scopes)
         stamp = judge.now.timestamp()
+        # A scope never evaluated has no entry (-inf: now); None is "not without an event".
         recheck = [
             d
-            for d in active
+            for d in self.active()
             if affected is None
             or d.scope in affected
-            or d.scope not in profile.due
-            or (profile.due[d.scope] or float("inf")) <= stamp
+            or ((when := due.get(d.scope, -inf)) is not None and when <= stamp)
         ]
-        rechecked = {d.scope for d in recheck}
-        kept = {d.segment_id for d in active if d.scope not in rechecked}
-        joined = kept & set(profile.segments)
+        rechecked = {d.segment_id for d in recheck}
+        joined = {s for s in profile.segments if s in segment_ids and s not in rechecked}
         consents = profile.granted()
         for definition in recheck:
-            inside, profile.due[definition.scope] = judge.answer(definition, profile, consents)
+            inside, due[definition.scope] = judge.answer(definition, profile, consents)
             if inside:
                 joined.add(definition.segment_id)
-        due = [v for v in profile.due.values() if v is not None]
         ops: list[Op] = []
-        for segment_id in sorted(set(profile.segments) | set(joined)):
+        for segment_id in sorted(joined.symmetric_difference(profile.segments)):
             inside = segment_id in joined
-            if inside != (segment_id in profile.segments):
-                ops.append(Member(self.keys.of(uid), segment_id, inside))
-                ops.append(Member(self.keys.members(segment_id), profile.customer_id, inside, 0.0))
+            ops.append(Member(self.keys.of(uid), segment_id, inside))
+            ops.append(Member(self.keys.members(segment_id), profile.customer_id, inside, 0.0))
         profile.segments = sorted(joined)
         ops.append(Store(self.keys.facts(uid), profile.to_json()))
-        ops.append(
-            Member(self.keys.due, str(uid), True, min(due))
-            if due
-            else Member(self.keys.due, str(uid), False, 0.0)
-        )
+        earliest = _earliest(due)
+        if earliest != scheduled:
+            ops.append(
+                Member(self.keys.due, key_text(uid), False, 0.0)
+                if earliest is None
+                else Member(self.keys.due, key_text(uid), True, earliest)
+            )
         return ops
 
     # ------------------------------------------------------------------ time and back-fill
@@ -369,6 +327,10 @@ def _segment_id_of(definitions: dict[str, Definition], event: Any) -> str:
         if segment_uuid(segment_id) == event.originator_id:
             return segment_id
     raise LookupError(f"no definition for segment stream {event.originator_id}")
+
+
+def _earliest(due: dict[str, float | None]) -> float | None:
+    return min((v for v in due.values() if v is not None), default=None)
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:

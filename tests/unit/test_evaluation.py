@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.evaluation import evaluate, next_change
+from domain.evaluation import evaluate, evaluate_with_next_change, next_change
 from domain.facts import Facts, event_conditions, keep_per_key
 from domain.rules import Rule, parse_rule
 from domain.score import ScoreModel
@@ -91,6 +91,18 @@ def test_answer_changes_only_at_the_named_instants(
     for s in samples:
         if s > t:
             assert evaluate(rule, facts, MODEL, s) == first
+
+
+@settings(max_examples=300, deadline=None)
+@given(rules, history, st.integers(0, 4 * 3600))
+def test_one_walk_answers_as_evaluate_and_next_change(
+    raw: object, events: list[tuple[str, int, int]], later: int
+) -> None:
+    rule = parse_rule(raw)
+    facts, clock = build(rule, events, keep_all=False)
+    t = clock + timedelta(seconds=later)
+    expected = (evaluate(rule, facts, MODEL, t), next_change(rule, facts, MODEL, t))
+    assert evaluate_with_next_change(rule, facts, MODEL, t) == expected
 
 
 def test_three_views_in_ten_minutes_leave_when_the_window_slides_past() -> None:

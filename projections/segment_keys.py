@@ -1,0 +1,50 @@
+"""Where the segment read model keeps its state in Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from uuid import UUID
+
+NAME = "segments"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class SegmentKeys:
+    namespace: str = ""
+    version: int = VERSION
+
+    @property
+    def base(self) -> str:
+        return f"{self.namespace}segments:v{self.version}:"
+
+    @property
+    def tracking(self) -> str:
+        return f"{self.namespace}projection:{NAME}:v{self.version}"
+
+    @property
+    def definitions(self) -> str:
+        return self.base + "defs"
+
+    @property
+    def due(self) -> str:
+        return self.base + "due"
+
+    def facts(self, uid: UUID | str) -> str:
+        return f"{self.base}facts:{{{key_text(uid)}}}"
+
+    def of(self, uid: UUID | str) -> str:
+        return f"{self.base}of:{{{key_text(uid)}}}"
+
+    def members(self, segment_id: str) -> str:
+        return f"{self.base}members:{segment_id}"
+
+    @property
+    def backfill_state(self) -> str:
+        return f"{self.base}backfill"
+
+
+@lru_cache(maxsize=100_000)  # UUID.__str__ is Python code; a page formats each id several times
+def key_text(uid: UUID | str) -> str:
+    return str(uid)
