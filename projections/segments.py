@@ -3,19 +3,17 @@
 Membership changes with the events that change a profile's facts, and with time: each profile
 is scheduled at the next instant its answer can change (a window sliding past, a score decaying
 through a threshold), and `tick` re-evaluates only what is due. A new or changed rule back-fills
-existing profiles from the event store while live updates go on (`_backfill_step`).
+existing profiles from the event store while live updates go on (`segment_backfill`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from math import inf
 from typing import Any
 from uuid import UUID
-
-import orjson
 
 from domain.customer import Customer
 from domain.normalise import format_utc
@@ -24,6 +22,7 @@ from domain.score import ScoreModel
 from domain.segment import Segment
 from projections.ops import Drop, Member, Op, Put, Store
 from projections.runner import ApplyOps, PageReader
+from projections.segment_backfill import Backfill
 from projections.segment_eval import Evaluator, score_moved
 from projections.segment_keys import NAME as NAME  # re-exported: the API and bench name them here
 from projections.segment_keys import VERSION as VERSION
@@ -34,7 +33,7 @@ from projections.segment_state import Definition, EventIndex, ProfileFacts
 DUE_BATCH = 500
 
 
-class SegmentsReadModel:
+class SegmentsReadModel(Backfill):
     name = NAME
     version = VERSION
 
@@ -243,61 +242,6 @@ class SegmentsReadModel:
             apply(self.tracking_key, position, position, ops)
         return bool(ops) or self._backfill_step(apply, pages)
 
-    def _backfill_step(self, apply: ApplyOps, pages: PageReader) -> bool:
-        """Replays history into the facts of every segment still filling, in one pass for all
-        of them, then evaluates every profile once; then those segments are live.
-
-        The segments of one pass are fixed when it starts (a generation): one defined during
-        the pass waits for the next, since the replay has already passed its early events.
-        """
-        track = self.keys.backfill_state
-        state = self._redis.hgetall(track)
-        cursor, generation = int(state.get("position", 0)), orjson.loads(state.get("scopes", "[]"))
-        filling = [d for d in self.active() if d.state == "filling"]
-        group = [d for d in filling if d.scope in generation]
-        if not group:
-            if not filling:
-                return False
-            scopes = orjson.dumps([d.scope for d in filling]).decode()
-            restart: list[Op] = [Put(track, "position", "0"), Put(track, "scopes", scopes)]
-            return apply(track, cursor, cursor, restart)
-        target = max(d.position for d in group)
-        if cursor < target:
-            page = pages(cursor, target)
-            if not page:
-                return False
-            facts = self.load(
-                {e.originator_id for _, e in page if isinstance(e, Customer.InteractionRecorded)}
-            )
-            now = self.clock()
-            indexes: dict[tuple[str, ...], EventIndex] = {}
-            for n, e in page:
-                if isinstance(e, Customer.InteractionRecorded) and not forgotten(e):
-                    wanting = [d for d in group if n <= d.position]
-                    wanted = tuple(d.scope for d in wanting)
-                    if wanted not in indexes:
-                        indexes[wanted] = EventIndex.of(wanting)
-                    facts[e.originator_id].add_interaction(
-                        e.type, e.properties, e.occurred_at, indexes[wanted], now
-                    )
-            ops: list[Op] = [Store(self.keys.facts(u), f.to_json()) for u, f in facts.items()]
-            return apply(track, cursor, page[-1][0], ops)
-        # Every profile, evaluated once with complete histories: then the group is live.
-        position = int(self._redis.hget(self.tracking_key, "position") or 0)
-        judge = Evaluator(self.model, self.clock())
-        for keys in _chunks(self._redis.scan_iter(match=self.keys.facts("*"), count=500), 500):
-            uids = [UUID(k.rsplit("{", 1)[1].rstrip("}")) for k in keys]
-            facts = self.load(uids)
-            ops = [op for u in uids for op in self.settle(u, facts[u], judge)]
-            apply(self.tracking_key, position, position, ops)
-        done: list[Op] = [Put(track, "position", "0"), Put(track, "scopes", "[]")]
-        for definition in group:
-            live = replace(definition, state="live")
-            self.definitions()[definition.segment_id] = live
-            self._changed()
-            done.append(Put(self.keys.definitions, definition.segment_id, live.to_json()))
-        return apply(track, cursor, cursor, done)
-
     def tick(self, now: datetime) -> list[Op]:
         """Membership that time changed: re-evaluates the profiles whose instant has come."""
         due = self._redis.zrangebyscore(self.keys.due, "-inf", now.timestamp(), 0, DUE_BATCH)
@@ -331,14 +275,3 @@ def _segment_id_of(definitions: dict[str, Definition], event: Any) -> str:
 
 def _earliest(due: dict[str, float | None]) -> float | None:
     return min((v for v in due.values() if v is not None), default=None)
-
-
-def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
