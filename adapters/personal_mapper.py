@@ -126,7 +126,11 @@ class PersonalDataMapper(Mapper[UUID]):
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         blob = stored_event.state
         if blob[:1] != SEALED:
-            return super().to_domain_event(stored_event)
+            event = super().to_domain_event(stored_event)
+            if isinstance(event, Customer.ProfileErased):
+                # Stale cached keys must not decrypt this customer's events again (a rebuild).
+                self.keys.forget([event.originator_id])
+            return event
         uid = cast(UUID, stored_event.originator_id)
         key_version, clear_len = _HEADER.unpack_from(blob, 1)
         start = 1 + _HEADER.size
@@ -156,20 +160,18 @@ class PersonalDataMapper(Mapper[UUID]):
             if snapshot
             else {**clear, **personal}
         )
-        plain = StoredEvent(uid, stored_event.originator_version, stored_event.topic, b"")
-        return cast(DomainEventProtocol[UUID], self._event(cls, plain, state))
+        event = self._event(cls, uid, stored_event.originator_version, state)
+        return cast(DomainEventProtocol[UUID], event)
 
-    def _event(self, cls: type, stored: StoredEvent, state: dict[str, Any]) -> Any:
+    def _event(self, cls: type, uid: UUID, version: int, state: dict[str, Any]) -> Any:
         """What the library's mapper does after decoding: ids, version, upcasting."""
-        state["originator_id"] = stored.originator_id
-        state["originator_version"] = stored.originator_version
+        state["originator_id"] = uid
+        state["originator_version"] = version
         class_version = getattr(cls, "class_version", 1)
         from_version = state.pop("class_version", 1)
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
             from_version += 1
-        if cls is Customer.ProfileErased:
-            self.keys.forget([cast(UUID, stored.originator_id)])
         event: Any = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
         return event

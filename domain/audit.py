@@ -15,7 +15,6 @@ from eventsourcing.application import project_aggregate
 
 from domain.consent import ConsentPurpose, ConsentState
 from domain.customer import Customer
-from domain.privacy import forgotten
 
 Positioned = tuple[int, Any]  # (global position, domain event)
 
@@ -55,13 +54,7 @@ def consent_at(
             continue
         if event.occurred_at > at:
             continue
-        state = ConsentState(
-            purpose=purpose,
-            granted=event.granted,
-            source=None if forgotten(event) else event.source,
-            policy_version=event.policy_version,
-            changed_at=event.occurred_at,
-        )
+        state = event.state
         if state.supersedes(best.state):
             best = ConsentRecord(state, position, event.originator_version, event.timestamp)
     return best
@@ -71,13 +64,7 @@ def consent_history(events: Iterable[Positioned]) -> list[ConsentRecord]:
     """Every grant and withdrawal, in the order recorded."""
     return [
         ConsentRecord(
-            ConsentState(
-                purpose=ConsentPurpose(e.purpose),
-                granted=e.granted,
-                source=None if forgotten(e) else e.source,
-                policy_version=e.policy_version,
-                changed_at=e.occurred_at,
-            ),
+            e.state,
             position,
             e.originator_version,
             e.timestamp,

@@ -54,14 +54,19 @@ class Customer(Aggregate):
 
         granted = True  # fixed by each concrete class below, not a field
 
-        def apply(self, aggregate: Customer) -> None:
-            state = ConsentState(
+        @property
+        def state(self) -> ConsentState:
+            """The purpose's state as this change set it (source None once erased)."""
+            return ConsentState(
                 purpose=ConsentPurpose(self.purpose),
                 granted=self.granted,
                 source=self.source,
                 policy_version=self.policy_version,
                 changed_at=self.occurred_at,
             )
+
+        def apply(self, aggregate: Customer) -> None:
+            state = self.state
             if state.supersedes(aggregate.consents.get(self.purpose)):
                 aggregate.consents[self.purpose] = state
 
