@@ -106,6 +106,9 @@ class Settings:
     postgres_connect_timeout: int = 2
     projection_batch: int = 1_000  # PROFILES_PROJECTION_BATCH (events per Redis transaction)
     projection_poll_seconds: float = 1.0  # PROFILES_PROJECTION_POLL_SECONDS (NOTIFY fallback)
+    rebuild_batch: int = 5_000  # PROFILES_REBUILD_BATCH (events per page of a rebuild)
+    # PROFILES_REBUILD_GRACE_SECONDS: after a switch, how long the replaced version is kept
+    rebuild_grace_seconds: float = 2.0
     min_position_timeout: float = 2.0  # PROFILES_MIN_POSITION_TIMEOUT (seconds)
     api_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)  # PROFILES_API_KEYS
     # PROFILES_SCORE_HALF_LIFE (ISO 8601, default P7D), PROFILES_SCORE_WEIGHTS
@@ -141,6 +144,8 @@ class Settings:
             postgres_connect_timeout=_int(env, "PROFILES_POSTGRES_CONNECT_TIMEOUT", 2, minimum=1),
             projection_batch=_int(env, "PROFILES_PROJECTION_BATCH", 1_000, minimum=1),
             projection_poll_seconds=_float(env, "PROFILES_PROJECTION_POLL_SECONDS", 1.0),
+            rebuild_batch=_int(env, "PROFILES_REBUILD_BATCH", 5_000, minimum=1),
+            rebuild_grace_seconds=_float(env, "PROFILES_REBUILD_GRACE_SECONDS", 2.0),
             min_position_timeout=_float(env, "PROFILES_MIN_POSITION_TIMEOUT", 2.0),
             api_keys=_api_keys(env.get("PROFILES_API_KEYS", "")),
             score_model=_score_model(env),

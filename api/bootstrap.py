@@ -22,31 +22,45 @@ from domain.commands import Command
 from domain.group_commit import Execute, GroupCommitter
 from domain.ports import Clock
 from projections import profile, score, segments
-from projections.profile import ProfileKeys, ProfileQueries, ProfileReadModel
-from projections.runner import Projector, ReadModel
+from projections.catalog import Catalog, ModelFactory
+from projections.profile import ProfileKeys, ProfileReadModel
+from projections.profile_queries import ProfileQueries
+from projections.rebuild import ProgressObserver, Rebuild
+from projections.runner import Projector
 from projections.score import ScoreKeys, ScoreReadModel
 from projections.segment_queries import SegmentQueries
 from projections.segments import SegmentKeys, SegmentsReadModel
 from projections.status import StatusReader, TrackedModel
+from projections.versions import VersionPointer
 
 ROLES = ("commands", "query", "audit")
 
 
-def read_models(settings: Settings, clock: Clock, client: redis.Redis) -> list[ReadModel]:
-    namespace = settings.redis_namespace
-    return [
-        ProfileReadModel(ProfileKeys(namespace)),
-        ScoreReadModel(ScoreKeys(namespace), settings.score_model, clock),
-        SegmentsReadModel(SegmentKeys(namespace), settings.score_model, clock, client),
-    ]
+def read_model_factories(
+    settings: Settings, clock: Clock, client: redis.Redis
+) -> dict[str, ModelFactory]:
+    """Each read model by name, built for a given version of its keys."""
+    namespace, scoring = settings.redis_namespace, settings.score_model
+    return {
+        profile.NAME: lambda v: ProfileReadModel(ProfileKeys(namespace, v)),
+        score.NAME: lambda v: ScoreReadModel(ScoreKeys(namespace, v), scoring, clock),
+        segments.NAME: lambda v: SegmentsReadModel(
+            SegmentKeys(namespace, v), scoring, clock, client
+        ),
+    }
+
+
+def build_catalog(settings: Settings, clock: Clock, client: redis.Redis) -> Catalog:
+    factories = read_model_factories(settings, clock, client)
+    return Catalog(factories, VersionPointer(client, settings.redis_namespace))
 
 
 def _tracked(settings: Settings) -> list[TrackedModel]:
     namespace = settings.redis_namespace
     return [
-        TrackedModel(profile.NAME, profile.VERSION, ProfileKeys(namespace).tracking),
-        TrackedModel(score.NAME, score.VERSION, ScoreKeys(namespace).tracking),
-        TrackedModel(segments.NAME, segments.VERSION, SegmentKeys(namespace).tracking),
+        TrackedModel(profile.NAME, lambda v: ProfileKeys(namespace, v).tracking),
+        TrackedModel(score.NAME, lambda v: ScoreKeys(namespace, v).tracking),
+        TrackedModel(segments.NAME, lambda v: SegmentKeys(namespace, v).tracking),
     ]
 
 
@@ -73,16 +87,10 @@ def build_services(
         services.closers += [committer.close, app.close]
     if "query" in roles:
         client = aioredis.Redis.from_url(str(settings.redis_url), decode_responses=True)
-        services.profiles = ProfileQueries(
-            client,
-            ProfileKeys(settings.redis_namespace),
-            ScoreKeys(settings.redis_namespace),
-            settings.score_model,
-            clock,
-            SegmentKeys(settings.redis_namespace),
-        )
-        services.segments = SegmentQueries(client, SegmentKeys(settings.redis_namespace))
-        services.status = StatusReader(client, _tracked(settings))
+        namespace = settings.redis_namespace
+        services.profiles = ProfileQueries(client, namespace, settings.score_model, clock)
+        services.segments = SegmentQueries(client, namespace)
+        services.status = StatusReader(client, namespace, _tracked(settings))
         services.closers.append(client.aclose)
         services.probes["redis"] = client.ping
     if "audit" in roles:
@@ -127,7 +135,8 @@ class ProjectorHandle:
 def build_projector(
     settings: Settings, telemetry: Telemetry, clock: Clock = utc_now
 ) -> tuple[Projector, ProfileApplication, PostgresWakeup]:
-    """The reader application is returned so the caller keeps it (and its pool) alive."""
+    """Keeps the serving version of each read model live (a rebuild may switch it).
+    The reader application is returned so the caller keeps it (and its pool) alive."""
     reader = build_application(settings, utc_now, cache=False)
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
     batch = telemetry.projection_batch
@@ -139,7 +148,7 @@ def build_projector(
         reader.recorder,
         reader.mapper,
         client,
-        read_models(settings, clock, client),
+        build_catalog(settings, clock, client).serving,
         batch_size=settings.projection_batch,
         on_batch=observe,
         span=telemetry.span,
@@ -164,3 +173,30 @@ def start_projector(
     )
     thread.start()
     return ProjectorHandle(projector, reader, thread, stop)
+
+
+def build_rebuild(
+    settings: Settings,
+    names: Sequence[str],
+    on_progress: ProgressObserver | None = None,
+    clock: Clock = utc_now,
+) -> tuple[Rebuild, Callable[[], None]]:
+    """A rebuild of the named read models, and what closes its connections."""
+    reader = build_application(settings, utc_now, cache=False)
+    client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+    rebuild = Rebuild(
+        reader.recorder,
+        reader.mapper,
+        client,
+        build_catalog(settings, clock, client),
+        names,
+        batch_size=settings.rebuild_batch,
+        grace_seconds=settings.rebuild_grace_seconds,
+        on_progress=on_progress,
+    )
+
+    def close() -> None:
+        reader.close()
+        client.close()
+
+    return rebuild, close

@@ -1,4 +1,5 @@
-"""The `profiles` command: dev, serve, migrate, project, and the audit tools (privacy_cli)."""
+"""The `profiles` command: dev, serve, migrate, project; rebuild (rebuild_cli) and the audit
+tools (privacy_cli)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from adapters.migrate import MigrationError, migrate, status
 from adapters.settings import ConfigurationError, Settings
 from adapters.telemetry import setup_telemetry
-from api import privacy_cli
+from api import privacy_cli, rebuild_cli
 
 logger = logging.getLogger("profiles")
 
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("project", help="run the projector: keep the Redis read models live")
     privacy_cli.add_parsers(sub)
+    rebuild_cli.add_parser(sub)
     return parser
 
 
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.command == "project":
             return _project(settings)
+        if args.command == "rebuild":
+            return rebuild_cli.run(args, settings)
         _serve(settings, args.role, args.host, args.port, args.project)
         return 0
     except (ConfigurationError, MigrationError) as error:

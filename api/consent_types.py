@@ -8,7 +8,7 @@ import strawberry
 
 from api.scalars import Long, utc
 from domain.consent import ConsentPurpose
-from projections.profile import ConsentView
+from projections.profile_queries import ConsentView
 
 # The domain's enum is the contract's: registering it keeps one definition of the purposes.
 strawberry.enum(ConsentPurpose, name="ConsentPurpose")

@@ -19,7 +19,7 @@ from domain.ports import Clock
 
 if TYPE_CHECKING:
     from domain.application import ProfileApplication
-    from projections.profile import ProfileQueries, ProfileView
+    from projections.profile_queries import ProfileQueries, ProfileView
     from projections.segment_queries import SegmentQueries
     from projections.status import StatusReader
 

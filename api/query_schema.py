@@ -15,7 +15,8 @@ from api.context import Context
 from api.scalars import JSON, Long, utc
 from api.schema_options import ProfileSchema
 from domain.errors import InvalidInput
-from projections.profile import RECENT_KEPT, ProfileView
+from projections.profile import RECENT_KEPT
+from projections.profile_queries import ProfileView
 from projections.segment_state import Definition
 
 PRELOADED_RECENT = 10  # the default page; a larger `first` costs one more read
@@ -167,7 +168,15 @@ class ProjectionStatus:
     position: Long
     head_position: Long
     lag: Long
-    state: str
+    state: str = strawberry.field(
+        description="live, or rebuilding (a new version is being built while this one serves)"
+    )
+    rebuild_version: int | None = strawberry.field(
+        default=None, description="While rebuilding: the version being built."
+    )
+    rebuild_position: Long | None = strawberry.field(
+        default=None, description="While rebuilding: the position the new version has reached."
+    )
 
 
 def _loader(context: Context) -> DataLoader[str, ProfileView | None]:
@@ -259,6 +268,8 @@ class Query:
                 head_position=Long(s.head),
                 lag=Long(max(s.head - s.position, 0)),
                 state=s.state,
+                rebuild_version=s.rebuild_version,
+                rebuild_position=None if s.rebuild_position is None else Long(s.rebuild_position),
             )
             for s in await status.all()
         ]

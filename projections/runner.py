@@ -35,6 +35,11 @@ class ReadModel(Protocol):
     @property
     def tracking_key(self) -> str: ...
 
+    @property
+    def key_patterns(self) -> list[str]:
+        """Globs matching every key of this version (to delete it once it is replaced)."""
+        ...
+
     def page_changes(self, events: Sequence[tuple[int, object]]) -> list[Op]:
         """The view changes for a page of (position, event), in store order."""
         ...
@@ -80,6 +85,9 @@ class Status:
 
 
 BatchObserver = Callable[[str, int, float], None]  # (read model, events, seconds)
+PageObserver = Callable[[int, int], None]  # (lowest position reached, target)
+# The models to keep live, asked again on every pass: a rebuild may switch their versions.
+ModelSource = Callable[[], Sequence[ReadModel]]
 SpanFactory = Callable[..., AbstractContextManager[object]]
 
 
@@ -89,21 +97,25 @@ class Projector:
         recorder: ApplicationRecorder,
         mapper: Mapper[Any],
         redis: Any,
-        models: Sequence[ReadModel],
+        models: Sequence[ReadModel] | ModelSource,
         *,
         batch_size: int = 1_000,
         on_batch: BatchObserver | None = None,
+        on_page: PageObserver | None = None,
         span: SpanFactory | None = None,
     ) -> None:
         self._recorder = recorder
         self._mapper = mapper
         self._redis = redis
-        self._models = list(models)
+        fixed = list(models) if not callable(models) else None
+        self._source: ModelSource = models if callable(models) else (lambda: fixed or [])
+        self._models = list(self._source())
         self._batch_size = batch_size
         self._on_batch = on_batch
+        self._on_page = on_page
         self._span = span or (lambda name, **attrs: nullcontext())
         self._apply = redis.register_script(APPLY_BATCH)
-        self.status = {m.name: Status() for m in models}
+        self.status = {m.name: Status() for m in self._models}
 
     def position(self, model: ReadModel) -> int:
         raw = self._redis.hget(model.tracking_key, "position")
@@ -118,6 +130,9 @@ class Projector:
         keep their order, and a model computes its next page only after its previous one is
         applied (the segment model reads what it wrote; every model needs its true position).
         """
+        self._models = list(self._source())
+        for model in self._models:
+            self.status.setdefault(model.name, Status())
         head = self._recorder.max_notification_id() or 0
         target = until or head
         positions = {m.name: self.position(m) for m in self._models}
@@ -140,6 +155,8 @@ class Projector:
                         applying[model.name] = writer.submit(
                             self._apply_page, model, positions[model.name], mine, ops, started
                         )
+                if self._on_page is not None:
+                    self._on_page(min(positions.values()), target)
             for name, pending in applying.items():
                 settled(name, pending)
         for model in self._models:

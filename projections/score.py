@@ -17,6 +17,7 @@ from domain.customer import Customer
 from domain.privacy import forgotten
 from domain.score import ScoreModel
 from projections.ops import Drop, Fold, Keep, Op
+from projections.versions import glob
 
 NAME = "score"
 VERSION = 1  # the weights and half-life are baked into stored sums: changing them needs a rebuild
@@ -43,6 +44,10 @@ class ScoreKeys:
     def tracking(self) -> str:
         return f"{self.namespace}projection:{NAME}:v{self.version}"
 
+    @property
+    def patterns(self) -> list[str]:
+        return [glob(f"{self.namespace}score:v{self.version}:")]
+
 
 @dataclass(frozen=True)
 class ScoreReadModel:
@@ -50,11 +55,18 @@ class ScoreReadModel:
     model: ScoreModel
     clock: Callable[[], datetime]  # decides only whether an interaction is due yet
     name: str = NAME
-    version: int = VERSION
+
+    @property
+    def version(self) -> int:
+        return self.keys.version
 
     @property
     def tracking_key(self) -> str:
         return self.keys.tracking
+
+    @property
+    def key_patterns(self) -> list[str]:
+        return self.keys.patterns
 
     def page_changes(self, events: Sequence[tuple[int, object]]) -> list[Op]:
         return [op for _, event in events for op in self.changes(event)]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from uuid import UUID
 
+from projections.versions import glob
+
 NAME = "segments"
 VERSION = 1
 
@@ -22,6 +24,10 @@ class SegmentKeys:
     @property
     def tracking(self) -> str:
         return f"{self.namespace}projection:{NAME}:v{self.version}"
+
+    @property
+    def patterns(self) -> list[str]:
+        return [glob(self.base)]
 
     @property
     def definitions(self) -> str:

@@ -35,12 +35,12 @@ DUE_BATCH = 500
 
 class SegmentsReadModel(Backfill):
     name = NAME
-    version = VERSION
 
     def __init__(
         self, keys: SegmentKeys, model: ScoreModel, clock: Callable[[], datetime], redis: Any
     ) -> None:
         self.keys = keys
+        self.version = keys.version
         self.model = model
         self.clock = clock
         self._redis = redis  # reads facts before changing them; only this projector writes
@@ -50,6 +50,10 @@ class SegmentsReadModel(Backfill):
     @property
     def tracking_key(self) -> str:
         return self.keys.tracking
+
+    @property
+    def key_patterns(self) -> list[str]:
+        return self.keys.patterns
 
     def definitions(self) -> dict[str, Definition]:
         if self._definitions is None:

@@ -2,53 +2,75 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from projections.versions import ServingVersions, parse_pointer, pointer_key
 
 
 @dataclass(frozen=True)
 class ModelStatus:
     name: str
-    version: int
+    version: int  # the version serving
     position: int
     head: int
-    state: str
+    state: str  # live, or rebuilding while another version is built
+    rebuild_version: int | None = None
+    rebuild_position: int | None = None
 
 
 @dataclass(frozen=True)
 class TrackedModel:
     name: str
-    version: int
-    tracking_key: str
+    tracking: Callable[[int], str]  # version -> its tracking key
 
 
 class StatusReader:
     """`client` is a redis.asyncio client with str replies."""
 
-    def __init__(self, client: Any, models: Sequence[TrackedModel]) -> None:
+    def __init__(self, client: Any, namespace: str, models: Sequence[TrackedModel]) -> None:
         self._client = client
+        self._pointer = pointer_key(namespace)
+        self._versions = ServingVersions(namespace)
         self._models = list(models)
 
     async def all(self) -> list[ModelStatus]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for m in self._models:
-                pipe.hgetall(m.tracking_key)
+        fields = await self._client.hgetall(self._pointer)
+        versions = [parse_pointer(fields, m.name) for m in self._models]
+        async with self._client.pipeline(transaction=True) as pipe:
+            for m, v in zip(self._models, versions, strict=True):
+                pipe.hgetall(m.tracking(v.serving))
+                if v.building:
+                    pipe.hget(m.tracking(v.building), "position")
+                else:
+                    pipe.echo("")  # keeps two replies per model
             replies = await pipe.execute()
-        return [
-            ModelStatus(
-                name=m.name,
-                version=m.version,
-                position=int(r.get("position", 0)),
-                head=max(int(r.get("head", 0)), int(r.get("position", 0))),
-                state=r.get("state", "live"),
+        out = []
+        for i, (m, v) in enumerate(zip(self._models, versions, strict=True)):
+            serving, building = replies[2 * i], replies[2 * i + 1]
+            position = int(serving.get("position", 0))
+            out.append(
+                ModelStatus(
+                    name=m.name,
+                    version=v.serving,
+                    position=position,
+                    head=max(int(serving.get("head", 0)), position),
+                    state="rebuilding" if v.building else "live",
+                    rebuild_version=v.building,
+                    rebuild_position=int(building or 0) if v.building else None,
+                )
             )
-            for m, r in zip(self._models, replies, strict=True)
-        ]
+        return out
 
     async def lowest_position(self) -> int:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for m in self._models:
-                pipe.hget(m.tracking_key, "position")
-            replies = await pipe.execute()
-        return min((int(r or 0) for r in replies), default=0)
+        """The lowest position of the serving versions (read-your-writes waits on it)."""
+        names = [m.name for m in self._models]
+        while True:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self._pointer)
+                for m in self._models:
+                    pipe.hget(m.tracking(self._versions.serving(m.name)), "position")
+                fields, *replies = await pipe.execute()
+            if self._versions.confirm(fields, names):
+                return min((int(r or 0) for r in replies), default=0)

@@ -51,11 +51,12 @@ class InMemoryRecorder(POPOApplicationRecorder):
     def select_stream(
         self, originator_id: UUID, *, after: int = 0, limit: int = 100
     ) -> list[tuple[int, StoredEvent]]:
-        return [
+        found: list[tuple[int, StoredEvent]] = [
             (n.id, n)
             for n in self.select_notifications(start=1, limit=1_000_000)
             if n.originator_id == originator_id and n.originator_version > after
-        ][:limit]
+        ]
+        return found[:limit]
 
     snapshots: POPOAggregateRecorder | None = None  # set by the application that owns both
 

@@ -18,7 +18,7 @@ import redis
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from domain.application import utc_now
-from domain.commands import ChangeConsent, RecordInteraction
+from domain.commands import ChangeConsent, Command, RecordInteraction
 from tests.integration.readmodels import dump, rebuild
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def seed(settings: Settings, customers: int, per_customer: int) -> int:
     app = build_application(settings, utc_now)
     now = datetime.now(UTC)
     try:
-        units = [
+        units: list[list[Command]] = [
             [
                 ChangeConsent.parse(
                     {"customerId": f"c-{c}", "purpose": "PERSONALIZATION", "source": "f"},

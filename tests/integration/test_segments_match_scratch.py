@@ -15,7 +15,7 @@ from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.telemetry import setup_telemetry
 from api.bootstrap import build_projector
-from domain.commands import ChangeConsent, RecordInteraction
+from domain.commands import ChangeConsent, Command, RecordInteraction
 from domain.evaluation import evaluate
 from domain.facts import Facts, KeyTimes, event_conditions, matches
 from domain.ids import customer_uuid
@@ -80,7 +80,7 @@ def test_live_membership_equals_scratch_evaluation(settings: Settings, seed: int
     emails: dict[str, bool] = {}
     try:
         for step in range(6):
-            units = []
+            units: list[list[Command]] = []
             for n in range(30):
                 customer = f"c-{rng.randrange(8)}"
                 if rng.random() < 0.1:

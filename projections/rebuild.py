@@ -1,0 +1,153 @@
+"""Rebuilds read models from position 0 as a new version beside the serving one, then switches.
+
+The serving version stays live (its projector carries on) while the new one is built from
+the event store in large pages. Once the new version has reached the serving one's position,
+one script call makes it serve (`VersionPointer.switch`); after a grace period the old
+version's keys are deleted. A rebuild that stops (crash, Ctrl-C) resumes from the new
+version's tracking position when started again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper
+
+from projections.catalog import Catalog
+from projections.runner import Projector
+from projections.versions import drop_version
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    names: tuple[str, ...]
+    versions: tuple[int, ...]
+    phase: str  # building, switching, dropping, done
+    start: int  # the position this run started from (above 0 when resuming)
+    position: int
+    head: int
+    seconds: float
+
+    @property
+    def done(self) -> int:
+        return self.position - self.start
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        left = max(self.head - self.position, 0)
+        return left / self.rate if self.rate > 0 else None
+
+    @property
+    def fraction(self) -> float:
+        return self.position / self.head if self.head else 1.0
+
+
+ProgressObserver = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    versions: dict[str, int]  # the versions that now serve
+    replaced: dict[str, int]  # the versions they replaced (deleted)
+    events: int
+    seconds: float
+
+
+class Rebuild:
+    def __init__(
+        self,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        redis: Any,
+        catalog: Catalog,
+        names: Sequence[str],
+        *,
+        batch_size: int = 5_000,
+        grace_seconds: float = 2.0,
+        on_progress: ProgressObserver | None = None,
+    ) -> None:
+        unknown = [n for n in names if n not in catalog.names]
+        if unknown or not names:
+            known = ", ".join(catalog.names)
+            raise LookupError(f"no read model named {', '.join(unknown)}; choose from {known}")
+        self._recorder = recorder
+        self._mapper = mapper
+        self._redis = redis
+        self._catalog = catalog
+        self._names = list(dict.fromkeys(names))
+        self._batch_size = batch_size
+        self._grace = grace_seconds
+        self._on_progress = on_progress or (lambda progress: None)
+
+    def run(self, stop: threading.Event | None = None) -> RebuildResult | None:
+        """Builds, switches and drops; None when `stop` was set first (resume by running again)."""
+        stop = stop or threading.Event()
+        started = time.monotonic()
+        pointer = self._catalog.pointer
+        self._drop_retired()  # an earlier run may have stopped between switch and drop
+        versions = pointer.begin(self._names)
+        models = [self._catalog.at(name, v) for name, v in versions.items()]
+        start = min(int(self._redis.hget(m.tracking_key, "position") or 0) for m in models)
+
+        def report(phase: str, position: int, head: int) -> None:
+            self._on_progress(
+                Progress(
+                    names=tuple(versions),
+                    versions=tuple(versions.values()),
+                    phase=phase,
+                    start=start,
+                    position=position,
+                    head=head,
+                    seconds=time.monotonic() - started,
+                )
+            )
+
+        projector = Projector(
+            self._recorder,
+            self._mapper,
+            self._redis,
+            models,
+            batch_size=self._batch_size,
+            on_page=lambda position, head: report("building", position, head),
+        )
+        while True:
+            if stop.is_set():
+                return None
+            projector.catch_up()
+            # Time-driven changes and segment back-fills, until there are none left to do.
+            while projector.maintain() and not stop.is_set():
+                pass
+            position = min(projector.position(m) for m in models)
+            head = max(self._recorder.max_notification_id() or 0, position)
+            report("switching", position, head)
+            if pointer.switch(versions, self._catalog.tracking):
+                break
+            # The serving version moved on while this one caught up: follow it once more.
+        replaced = {name: v.retired for name, v in pointer.read(self._names).items() if v.retired}
+        report("dropping", position, head)
+        # Readers confirm the pointer in each read, so none reads the old version after the
+        # switch; the pause lets a projector's page in flight against it fail and resync first.
+        stop.wait(self._grace)
+        self._drop_retired()
+        report("done", position, head)
+        return RebuildResult(versions, replaced, position - start, time.monotonic() - started)
+
+    def _drop_retired(self) -> None:
+        for name, versions in self._catalog.pointer.read(self._names).items():
+            if versions.retired is None:
+                continue
+            old = self._catalog.at(name, versions.retired)
+            deleted = drop_version(self._redis, old.tracking_key, old.key_patterns)
+            self._catalog.pointer.forget_retired(name, versions.retired)
+            logger.info("%s: version %d deleted (%d keys)", name, versions.retired, deleted)
