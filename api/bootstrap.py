@@ -184,19 +184,24 @@ def build_rebuild(
     """A rebuild of the named read models, and what closes its connections."""
     reader = build_application(settings, utc_now, cache=False)
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
-    rebuild = Rebuild(
-        reader.recorder,
-        reader.mapper,
-        client,
-        build_catalog(settings, clock, client),
-        names,
-        batch_size=settings.rebuild_batch,
-        grace_seconds=settings.rebuild_grace_seconds,
-        on_progress=on_progress,
-    )
 
     def close() -> None:
         reader.close()
         client.close()
+
+    try:
+        rebuild = Rebuild(
+            reader.recorder,
+            reader.mapper,
+            client,
+            build_catalog(settings, clock, client),
+            names,
+            batch_size=settings.rebuild_batch,
+            grace_seconds=settings.rebuild_grace_seconds,
+            on_progress=on_progress,
+        )
+    except LookupError:
+        close()
+        raise
 
     return rebuild, close

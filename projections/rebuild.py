@@ -77,10 +77,14 @@ class Rebuild:
         grace_seconds: float = 2.0,
         on_progress: ProgressObserver | None = None,
     ) -> None:
+        known = ", ".join(catalog.names)
+        if not names:
+            raise LookupError(f"name the read models to rebuild, of {known}")
         unknown = [n for n in names if n not in catalog.names]
-        if unknown or not names:
-            known = ", ".join(catalog.names)
-            raise LookupError(f"no read model named {', '.join(unknown)}; choose from {known}")
+        if unknown:
+            raise LookupError(
+                f"no read model named {', '.join(unknown)}; the read models are {known}"
+            )
         self._recorder = recorder
         self._mapper = mapper
         self._redis = redis
