@@ -143,8 +143,9 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
             try:
                 return self._execute_once(units, batch, failed)
             except _UnitFailed as failure:
-                # The unit may have half-changed aggregates: start over without it.
-                self._forget(batch)
+                # The unit half-changed aggregates: start over without it. Only the changed
+                # ones are reloaded; the others in the cache are as committed.
+                self._forget(batch, changed_only=True)
                 failed[failure.unit] = failure.error
                 continue
             except IntegrityError:
@@ -178,12 +179,18 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
             if u in failed:
                 outcomes.append(failed[u])
                 continue
+            before = _pending_counts(unit, batch)
             try:
                 outcomes.append(
                     [self._apply(c, (u, i), batch, known, now) for i, c in enumerate(unit)]
                 )
             except DomainError as error:
-                raise _UnitFailed(u, error) from None
+                if _pending_counts(unit, batch) != before:
+                    raise _UnitFailed(u, error) from None
+                # Commands check before they record: a unit refused at its first change left
+                # nothing behind, so the batch goes on instead of starting over.
+                failed[u] = error
+                outcomes.append(error)
         touched = [c for c in batch.customers.values() if c is not None and c.pending_events]
         if touched:
             # What Application.save does, minus its runtime Protocol checks per aggregate,
@@ -271,3 +278,12 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
             )
         batch.pending[slot] = (customer.id, customer.version)
         return CommandResult(cid, customer.version, 0)
+
+
+def _pending_counts(unit: Sequence[Command], batch: Batch) -> list[int]:
+    """How many unsaved events each of the unit's customers holds (-1: none exists yet)."""
+    counts = []
+    for command in unit:
+        customer = batch.customers.get(customer_uuid(command.customer_id))
+        counts.append(-1 if customer is None else len(customer.pending_events))
+    return counts

@@ -117,10 +117,14 @@ class CustomerLoading(Application[UUID]):
             except PersistenceError:
                 logger.warning("snapshot of %d customers not taken", len(due), exc_info=True)
 
-    def _forget(self, batch: Batch) -> None:
+    def _forget(self, batch: Batch, *, changed_only: bool = False) -> None:
+        """Drops the batch's customers from the cache (with `changed_only`, those holding
+        unsaved events), so the next attempt reloads them as committed."""
         cache = self.repository.cache
         if cache is None:
             return
-        for uid in batch.customers:
+        for uid, customer in batch.customers.items():
+            if changed_only and (customer is None or not customer.pending_events):
+                continue
             with contextlib.suppress(KeyError):
                 cache.get(uid, evict=True)

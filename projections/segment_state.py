@@ -218,7 +218,9 @@ class ProfileFacts:
                 },
                 "m": self.segments,
                 "d": self.due,
-            }
+            },
+            # Canonical: a back-fill and a live page that reach the same facts store the same text.
+            option=orjson.OPT_SORT_KEYS,
         ).decode()
 
     @classmethod

@@ -41,7 +41,7 @@ def random_command(rng: random.Random, now: datetime, n: int) -> Command:
         return EraseProfile.parse(raw_erase, field="input")
     if kind < 0.7:
         # Now and then an eventId comes again, as a redelivery would bring it.
-        event_id = f"e-{rng.randrange(n)}" if rng.random() < 0.1 else f"e-{n}"
+        event_id = f"e-{rng.randrange(max(n, 1))}" if rng.random() < 0.1 else f"e-{n}"
         raw = {
             "eventId": event_id,
             "customerId": customer,
