@@ -4,7 +4,9 @@ Each file runs in its own transaction together with the row recording it, so a f
 leaves the schema exactly as it was (Postgres DDL is transactional). A transaction-scoped
 advisory lock serialises concurrent migrators: the second one waits, then finds nothing to do.
 Files must not contain BEGIN/COMMIT or statements that refuse to run in a transaction
-(CREATE INDEX CONCURRENTLY, ALTER TYPE ... ADD VALUE before Postgres 12).
+(CREATE INDEX CONCURRENTLY, ALTER TYPE ... ADD VALUE before Postgres 12). Transaction control
+is refused before anything runs: a COMMIT inside a file would make the statements before it
+permanent even when a later one fails.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ from sqlalchemy.pool import NullPool
 _log = logging.getLogger(__name__)
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+# What is not a statement's own words: comments, quoted text, dollar-quoted bodies (a function's
+# BEGIN ... END is no transaction control). E'...' strings with backslash-escaped quotes are
+# not understood; no migration here needs them.
+_NOT_CODE = re.compile(
+    r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$([A-Za-z_]\w*|)\$.*?\$\1\$",
+    re.DOTALL,
+)
+_TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "END", "ABORT", "ROLLBACK", "START", "PREPARE"}
 
 # Any fixed bigint works; this one is "profiles" in ASCII, so it is recognisable in pg_locks.
 _LOCK_KEY = 0x70726F66696C6573
@@ -84,9 +95,26 @@ def load_migrations(source: Path | None = None) -> list[Migration]:
         version = int(match.group(1))
         if version in found:
             raise MigrationError(f"{entry.name} and {found[version].name} share version {version}")
+        _refuse_transaction_control(entry.name, sql)
         checksum = hashlib.sha256(sql.encode()).hexdigest()
         found[version] = Migration(version, entry.name, sql, checksum)
     return [found[version] for version in sorted(found)]
+
+
+def _refuse_transaction_control(name: str, sql: str) -> None:
+    for statement in _NOT_CODE.sub(" ", sql).split(";"):
+        words = statement.upper().split()[:2]
+        if not words or words[0] not in _TRANSACTION_CONTROL:
+            continue
+        second = words[1] if len(words) > 1 else ""
+        if words[0] == "ROLLBACK" and second == "TO":
+            continue  # back to a savepoint: stays inside the transaction
+        if words[0] in ("START", "PREPARE") and second != "TRANSACTION":
+            continue  # PREPARE name AS ...: a prepared statement
+        raise MigrationError(
+            f"{name}: {' '.join(words)} controls the transaction; each file already runs in "
+            "one transaction with its ledger row, so remove it"
+        )
 
 
 def _engine(database_url: str) -> sqlalchemy.Engine:

@@ -250,6 +250,7 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
                 session_id=command.session_id,
                 channel=command.channel,
                 properties=command.properties,
+                currency=command.currency,
                 at=now,
             )
             batch.claims[command.event_id] = InteractionKey(

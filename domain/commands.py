@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from domain.consent import ConsentPurpose
+from domain.currency import currency_code
 from domain.errors import InvalidInput
 from domain.normalise import (
     SNAKE_CASE,
@@ -66,6 +67,12 @@ class RecordInteraction:
             channel=_optional_text(raw.get("channel"), f"{field}.channel", max_len=64),
             properties=validate_properties(raw.get("properties"), f"{field}.properties"),
         )
+
+    @property
+    def currency(self) -> str | None:
+        # InteractionInput has no currency of its own (and the contract stays as it is), so
+        # properties are the only source; a code of the wrong shape is no error, just none.
+        return currency_code(self.properties)
 
 
 @dataclass(frozen=True)

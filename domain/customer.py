@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.consent import ConsentModel, ConsentPurpose, ConsentState, tracking_allowed
+from domain.currency import currency_code
 from domain.ids import customer_uuid
 
 
@@ -22,12 +23,23 @@ class Customer(Aggregate):
         customer_id: str
 
     class InteractionRecorded(Aggregate.Event):
+        # v2 added `currency`. Stored events are never rewritten: a v1 one gains the field as
+        # it is read, from the same properties the v2 code reads it from when recording.
+        class_version = 2
+
         event_id: str
         type: str
         occurred_at: datetime
         session_id: str | None
         channel: str | None
         properties: dict[str, Any]
+        currency: str | None  # ISO 4217 shape, upper case; None when properties name none
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Frozen once shipped: old events must read the same on every replay. properties is
+            # None when the customer was erased (forgotten), and the currency went with it.
+            state["currency"] = currency_code(state.get("properties"))
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.interaction_count += 1
@@ -126,6 +138,7 @@ class Customer(Aggregate):
         session_id: str | None,
         channel: str | None,
         properties: dict[str, Any],
+        currency: str | None,
         at: datetime,
     ) -> None:
         self.trigger_event(
@@ -136,6 +149,7 @@ class Customer(Aggregate):
             session_id=session_id,
             channel=channel,
             properties=properties,
+            currency=currency,
             timestamp=at,
         )
 

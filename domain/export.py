@@ -122,5 +122,7 @@ def _interaction(position: int, e: Customer.InteractionRecorded) -> dict[str, An
         "sessionId": e.session_id,
         "channel": e.channel,
         "properties": e.properties,
+        # Also for events stored before the field existed: the mapper upcasts them on reading.
+        "currency": e.currency,
         "position": position,
     }

@@ -22,6 +22,7 @@ from adapters.migrate import (
     sqlalchemy_url,
     status,
 )
+from api.cli import main
 
 PACKAGED = [m.name for m in load_migrations()]
 
@@ -87,6 +88,78 @@ def test_failing_migration_leaves_no_trace(fresh_database_url: str, tmp_path: Pa
     assert not _table_exists(fresh_database_url, "half_done")
     assert [row[1] for row in _ledger(fresh_database_url)] == PACKAGED
     assert status(fresh_database_url, source)[-1].applied_at is None
+
+
+def _columns(url: str, table: str) -> list[str]:
+    return [
+        row[0]
+        for row in _query(
+            url,
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+            table,
+        )
+    ]
+
+
+def test_failing_migration_leaves_existing_tables_as_they_were_and_stops_there(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    source = _copy_packaged(tmp_path)
+    migrate(fresh_database_url, source)
+    columns = _columns(fresh_database_url, "profiles_events")
+    broken = source / "0900_alter_then_fail.sql"
+    broken.write_text(
+        "ALTER TABLE profiles_events ADD COLUMN extra int;\n"
+        "CREATE INDEX profiles_events_extra ON profiles_events (extra);\n"
+        "SELECT 1 / 0;\n"
+    )
+    (source / "0901_after.sql").write_text("CREATE TABLE after_broken (id int);\n")
+    with pytest.raises(MigrationError, match=r"0900_alter_then_fail\.sql.*division by zero"):
+        migrate(fresh_database_url, source)
+    assert _columns(fresh_database_url, "profiles_events") == columns
+    assert _query(fresh_database_url, "SELECT to_regclass('profiles_events_extra')") == [(None,)]
+    # In order means never past a failure: the later file waits for the broken one.
+    assert not _table_exists(fresh_database_url, "after_broken")
+    assert [row[1] for row in _ledger(fresh_database_url)] == PACKAGED
+    assert [s.applied_at for s in status(fresh_database_url, source)[-2:]] == [None, None]
+
+    # Not applied, so it may still be fixed in place; then both go in, in order.
+    broken.write_text("ALTER TABLE profiles_events ADD COLUMN extra int;\n")
+    assert migrate(fresh_database_url, source) == ["0900_alter_then_fail.sql", "0901_after.sql"]
+    assert _columns(fresh_database_url, "profiles_events") == [*columns, "extra"]
+
+
+def test_transaction_control_in_a_file_is_refused_before_anything_runs(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    source = _copy_packaged(tmp_path)
+    # Run as written, the COMMIT would keep half_done although the file then fails.
+    (source / "0900_commits.sql").write_text(
+        "CREATE TABLE half_done (id int);\nCOMMIT;\nSELECT no_such_column FROM half_done;\n"
+    )
+    with pytest.raises(MigrationError, match=r"0900_commits\.sql: COMMIT"):
+        migrate(fresh_database_url, source)
+    assert not _table_exists(fresh_database_url, "half_done")
+    assert not _table_exists(fresh_database_url, "schema_migrations")
+
+
+def test_cli_migrate_applies_and_status_lists_applied_and_pending(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+
+    def run(*argv: str) -> list[str]:
+        assert main(["migrate", *argv]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    before = run("--status")
+    assert [line.split()[1:] for line in before] == [[name, "pending"] for name in PACKAGED]
+    assert run() == ["applied: " + ", ".join(PACKAGED)]
+    after = run("--status")
+    assert [line.split()[1:3] for line in after] == [[name, "applied"] for name in PACKAGED]
+    assert all("changed" not in line for line in after)
+    assert run() == ["applied: nothing, the schema is current"]
 
 
 def test_changed_migration_is_reported_and_refused(fresh_database_url: str, tmp_path: Path) -> None:
