@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
 from projections.runner import ReadModel
@@ -9,12 +10,15 @@ from projections.versions import VersionPointer
 
 ModelFactory = Callable[[int], ReadModel]  # version -> the read model writing that version
 
+logger = logging.getLogger(__name__)
+
 
 class Catalog:
     def __init__(self, factories: Mapping[str, ModelFactory], pointer: VersionPointer) -> None:
         self._factories = dict(factories)
         self.pointer = pointer
         self._built: dict[tuple[str, int], ReadModel] = {}
+        self._warned: set[tuple[str, int]] = set()
 
     @property
     def names(self) -> list[str]:
@@ -33,9 +37,28 @@ class Catalog:
         return self.at(name, version).tracking_key
 
     def serving(self) -> list[ReadModel]:
-        """The serving version of every model, read from the pointer now. Instances of
-        versions that no longer serve are let go."""
+        """The serving version of every model, read from the pointer now, except a version
+        stamped with another schema than this code writes: mixing two shapes in one version
+        is what the rebuild exists to avoid. Instances of versions no longer serving are let go.
+        """
         current = {n: v.serving for n, v in self.pointer.read(self._factories).items()}
         for key in [k for k in self._built if current.get(k[0]) != k[1]]:
             del self._built[key]
-        return [self.at(name, version) for name, version in current.items()]
+        models = [self.at(name, version) for name, version in current.items()]
+        stamps = self.pointer.schemas([m.tracking_key for m in models])
+        usable = []
+        for model, stamp in zip(models, stamps, strict=True):
+            if stamp is None or stamp == model.schema:
+                usable.append(model)
+            elif (model.name, model.version) not in self._warned:
+                self._warned.add((model.name, model.version))
+                logger.warning(
+                    "%s v%d holds schema %d and this code writes schema %d: not projecting it; "
+                    "run `profiles rebuild %s` with this code, or run the code that matches",
+                    model.name,
+                    model.version,
+                    stamp,
+                    model.schema,
+                    model.name,
+                )
+        return usable

@@ -19,17 +19,19 @@ from domain.customer import Customer
 from domain.normalise import format_utc
 from domain.privacy import forgotten
 from projections.ops import Drop, Incr, Keep, Least, Op, Put, PutIfNewer, Remove
-from projections.versions import glob
+from projections.versions import FIRST, glob
 
 NAME = "profile"
-VERSION = 1  # bump when the stored shape changes; the rebuild writes the new keys beside the old
+# The stored shape this code writes. Bump it when that changes, then `profiles rebuild profile`:
+# a projector never writes a version built with another schema.
+SCHEMA = 1
 RECENT_KEPT = 50
 
 
 @dataclass(frozen=True)
 class ProfileKeys:
     namespace: str = ""
-    version: int = VERSION
+    version: int = FIRST
 
     def profile(self, uid: UUID) -> str:
         return _profile_key(self.namespace, self.version, uid)
@@ -129,6 +131,7 @@ def changes(event: object, keys: ProfileKeys) -> list[Op]:
 class ProfileReadModel:
     keys: ProfileKeys
     name: str = NAME
+    schema: int = SCHEMA
 
     @property
     def version(self) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
 from projections.catalog import Catalog
-from projections.runner import Projector
+from projections.runner import Projector, ReadModel
 from projections.versions import drop_version
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class Rebuild:
         self._drop_retired()  # an earlier run may have stopped between switch and drop
         versions = pointer.begin(self._names)
         models = [self._catalog.at(name, v) for name, v in versions.items()]
+        self._claim(models)
         start = min(int(self._redis.hget(m.tracking_key, "position") or 0) for m in models)
 
         def report(phase: str, position: int, head: int) -> None:
@@ -146,6 +147,22 @@ class Rebuild:
         self._drop_retired()
         report("done", position, head)
         return RebuildResult(versions, replaced, position - start, time.monotonic() - started)
+
+    def _claim(self, models: Sequence[ReadModel]) -> None:
+        """Stamps each new version with this code's schema. A version half built by code with
+        another schema is started again from position 0 rather than finished in a second shape."""
+        stamps = self._catalog.pointer.schemas([m.tracking_key for m in models])
+        for model, stamp in zip(models, stamps, strict=True):
+            if stamp is not None and stamp != model.schema:
+                logger.warning(
+                    "%s v%d was started with schema %d; this code writes %d: starting it again",
+                    model.name,
+                    model.version,
+                    stamp,
+                    model.schema,
+                )
+                drop_version(self._redis, model.tracking_key, model.key_patterns)
+            self._redis.hset(model.tracking_key, "schema", model.schema)
 
     def _drop_retired(self) -> None:
         for name, versions in self._catalog.pointer.read(self._names).items():

@@ -30,7 +30,14 @@ class ReadModel(Protocol):
     def name(self) -> str: ...
 
     @property
-    def version(self) -> int: ...
+    def version(self) -> int:
+        """The version of its keys (a rebuild writes the next one beside the serving one)."""
+        ...
+
+    @property
+    def schema(self) -> int:
+        """The stored shape its code writes; a version built with another is not written."""
+        ...
 
     @property
     def tracking_key(self) -> str: ...
@@ -230,6 +237,7 @@ class Projector:
                 "head": status.head,
                 "lagSeconds": f"{status.lag_seconds:.3f}",
                 "version": model.version,
+                "schema": model.schema,
                 "updatedAt": datetime.now(UTC).isoformat(),
             },
         )

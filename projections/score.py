@@ -17,10 +17,10 @@ from domain.customer import Customer
 from domain.privacy import forgotten
 from domain.score import ScoreModel
 from projections.ops import Drop, Fold, Keep, Op
-from projections.versions import glob
+from projections.versions import FIRST, glob
 
 NAME = "score"
-VERSION = 1  # the weights and half-life are baked into stored sums: changing them needs a rebuild
+SCHEMA = 1  # the stored shape this code writes (see profile.SCHEMA)
 PENDING_KEPT = 10_000
 
 
@@ -32,7 +32,7 @@ def _key(namespace: str, version: int, uid: UUID) -> str:
 @dataclass(frozen=True)
 class ScoreKeys:
     namespace: str = ""
-    version: int = VERSION
+    version: int = FIRST
 
     def score(self, uid: UUID) -> str:
         return _key(self.namespace, self.version, uid)
@@ -55,6 +55,7 @@ class ScoreReadModel:
     model: ScoreModel
     clock: Callable[[], datetime]  # decides only whether an interaction is due yet
     name: str = NAME
+    schema: int = SCHEMA
 
     @property
     def version(self) -> int:

@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from uuid import UUID
 
-from projections.versions import glob
+from projections.versions import FIRST, glob
 
 NAME = "segments"
-VERSION = 1
+SCHEMA = 1  # the stored shape this code writes (see profile.SCHEMA)
 
 
 @dataclass(frozen=True)
 class SegmentKeys:
     namespace: str = ""
-    version: int = VERSION
+    version: int = FIRST
 
     @property
     def base(self) -> str:

@@ -25,9 +25,8 @@ from projections.runner import ApplyOps, PageReader
 from projections.segment_backfill import Backfill
 from projections.segment_eval import Evaluator, score_moved
 from projections.segment_keys import NAME as NAME  # re-exported: the API and bench name them here
-from projections.segment_keys import VERSION as VERSION
+from projections.segment_keys import SCHEMA, key_text
 from projections.segment_keys import SegmentKeys as SegmentKeys
-from projections.segment_keys import key_text
 from projections.segment_state import Definition, EventIndex, ProfileFacts
 
 DUE_BATCH = 500
@@ -35,6 +34,7 @@ DUE_BATCH = 500
 
 class SegmentsReadModel(Backfill):
     name = NAME
+    schema = SCHEMA
 
     def __init__(
         self, keys: SegmentKeys, model: ScoreModel, clock: Callable[[], datetime], redis: Any

@@ -89,6 +89,13 @@ class VersionPointer:
         self._client.hdel(self.key, f"{name}:building")
         return building
 
+    def schemas(self, tracking_keys: Sequence[str]) -> list[int | None]:
+        """The schema each version's tracking key is stamped with (None: not stamped yet)."""
+        with self._client.pipeline(transaction=False) as pipe:
+            for key in tracking_keys:
+                pipe.hget(key, "schema")
+            return [int(raw) if raw else None for raw in pipe.execute()]
+
     def forget_retired(self, name: str, version: int) -> None:
         # Only if it is still the retired one: a later switch may have retired another.
         if self._client.hget(self.key, f"{name}:retired") == str(version):

@@ -1,4 +1,4 @@
-"""Invariant 8: a rebuild builds a new version beside the serving one and switches with no gap;
+"""Rebuilds: a rebuild builds a new version beside the serving one and switches with no gap;
 queries never see a half-built model; a stopped rebuild resumes; erased customers stay out."""
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ import redis.asyncio as aioredis
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.telemetry import setup_telemetry
-from api.bootstrap import build_catalog, build_rebuild, start_projector
+from api.bootstrap import build_catalog, build_rebuild, read_model_factories, start_projector
 from domain.application import ProfileApplication, utc_now
 from domain.commands import ChangeConsent, Command, RecordInteraction
 from domain.segment import DefineSegment
+from projections.catalog import Catalog, ModelFactory
 from projections.profile_queries import ProfileQueries
-from projections.rebuild import Progress
+from projections.rebuild import Progress, Rebuild
 from projections.runner import Projector
 from projections.segment_queries import SegmentQueries
 from projections.versions import VersionPointer
@@ -336,3 +337,45 @@ def _status(service: Service) -> dict[str, dict[str, Any]]:
     body = service.query(STATUS)
     assert "errors" not in body, body
     return {s["name"]: s for s in body["data"]["projections"]}
+
+
+def test_a_projector_never_writes_a_version_built_with_another_schema(
+    settings: Settings,
+) -> None:
+    client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+    app = build_application(settings, utc_now)
+    reader = build_application(settings, utc_now, cache=False)
+    old = read_model_factories(settings, utc_now, client)
+    new = {**old, "profile": lambda v: replace(old["profile"](v), schema=2)}  # type: ignore[type-var]
+    pointer = VersionPointer(client, settings.redis_namespace)
+
+    def projector(factories: dict[str, ModelFactory]) -> Projector:
+        serving = Catalog(factories, pointer).serving
+        return Projector(reader.recorder, reader.mapper, client, serving)
+
+    def profile_position(version: int) -> int:
+        key = f"{settings.redis_namespace}projection:profile:v{version}"
+        return int(client.hget(key, "position") or 0)
+
+    try:
+        seed(app, 10)
+        projector(old).catch_up()
+        rebuild_job = Rebuild(
+            reader.recorder,
+            reader.mapper,
+            client,
+            Catalog(new, pointer),
+            ["profile"],
+            grace_seconds=0,
+        )
+        assert rebuild_job.run() is not None  # the new code built v2 with schema 2
+        built = profile_position(2)
+        seed(app, 20)  # more events: customers c-10 .. c-19
+        head = app.recorder.max_notification_id() or 0
+        projector(old).catch_up()  # old code: leaves the schema-2 version alone
+        assert profile_position(2) == built < head
+        projector(new).catch_up()
+        assert profile_position(2) == head
+    finally:
+        app.close()
+        reader.close()
