@@ -71,6 +71,17 @@ def seed(app: ProfileApplication, customers: int) -> None:
     app.execute(consent)
 
 
+def history(settings: Settings, seed_value: int, commands: int) -> int:
+    """Segments, 40 consenting customers and random commands (erasures included); the head."""
+    app = build_application(settings, utc_now)
+    try:
+        seed(app, 40)
+        run_commands(app, seed=seed_value, count=commands)
+        return app.recorder.max_notification_id() or 0
+    finally:
+        app.close()
+
+
 def test_rebuild_under_load_switches_with_no_partial_read(settings: Settings) -> None:
     settings = replace(settings, rebuild_batch=300, rebuild_grace_seconds=0.3)
     clock = fixed_clock()
@@ -195,13 +206,7 @@ def _wait(check: Callable[[], bool], seconds: float = 30.0) -> None:
 
 def test_a_killed_rebuild_resumes_and_equals_a_clean_build(settings: Settings) -> None:
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
-    app = build_application(settings, utc_now)
-    try:
-        seed(app, 40)
-        run_commands(app, seed=5, count=4_000)
-        head = app.recorder.max_notification_id() or 0
-    finally:
-        app.close()
+    head = history(settings, 5, 4_000)
     env = {
         **os.environ,
         "DATABASE_URL": str(settings.database_url),
@@ -252,12 +257,7 @@ def test_a_killed_rebuild_resumes_and_equals_a_clean_build(settings: Settings) -
 
 def test_rebuild_over_erased_customers_brings_none_back(settings: Settings) -> None:
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
-    app = build_application(settings, utc_now)
-    try:
-        seed(app, 40)
-        run_commands(app, seed=7, count=2_000)
-    finally:
-        app.close()
+    history(settings, 7, 2_000)
     erased = [str(u) for u in erased_streams(settings)]
     assert erased, "the random commands should erase someone"
     job, close = build_rebuild(replace(settings, rebuild_grace_seconds=0), ALL)
@@ -293,13 +293,7 @@ STATUS = "{ projections { name version position state rebuildVersion rebuildPosi
 def test_projections_report_a_rebuild_and_the_position_it_reached(
     settings: Settings, start_service: Callable[..., Service]
 ) -> None:
-    app = build_application(settings, utc_now)
-    try:
-        seed(app, 40)
-        run_commands(app, seed=9, count=500)
-        head = app.recorder.max_notification_id() or 0
-    finally:
-        app.close()
+    head = history(settings, 9, 500)
     service = start_service(settings)
     _wait(lambda: _status(service)["profile"]["position"] == head)
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
