@@ -15,8 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -25,61 +24,16 @@ import redis.asyncio as aioredis
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.telemetry import setup_telemetry
-from api.bootstrap import build_catalog, build_rebuild, read_model_factories, start_projector
-from domain.application import ProfileApplication, utc_now
-from domain.commands import ChangeConsent, Command, RecordInteraction
-from domain.segment import DefineSegment
-from projections.catalog import Catalog, ModelFactory
+from api.bootstrap import build_rebuild, start_projector
+from domain.application import utc_now
+from domain.commands import Command, RecordInteraction
 from projections.profile_queries import ProfileQueries
-from projections.rebuild import Progress, Rebuild
-from projections.runner import Projector
+from projections.rebuild import Progress
 from projections.segment_queries import SegmentQueries
 from projections.versions import VersionPointer
-from tests.integration.conftest import Service
 from tests.integration.readmodels import by_version, dump, rebuild
+from tests.integration.rebuilds import ALL, SEGMENTS, fixed_clock, history, seed, wait_for
 from tests.integration.test_projection_invariants import erased_streams, run_commands
-
-ALL = ["profile", "score", "segments"]
-SEGMENTS = {
-    "viewers": {"event": {"type": "page_view", "atLeast": 2, "within": "P30D"}},
-    "buyers": {"all": [{"event": {"type": "purchase"}}, {"score": {"op": "gte", "value": 5}}]},
-}
-
-
-def fixed_clock() -> Callable[[], datetime]:
-    # Membership and due times depend on the clock: both builds must judge at one instant.
-    now = datetime.now(UTC) + timedelta(hours=1)
-    return lambda: now
-
-
-def seed(app: ProfileApplication, customers: int) -> None:
-    now = datetime.now(UTC)
-    for segment_id, rule in SEGMENTS.items():
-        raw = {"id": segment_id, "name": segment_id.title(), "rule": rule}
-        app.define_segment(DefineSegment.parse(raw, field="input"))
-    consent: list[list[Command]] = [
-        [
-            ChangeConsent.parse(
-                {"customerId": f"c-{c}", "purpose": "PERSONALIZATION", "source": "form"},
-                granted=True,
-                now=now,
-                field="input",
-            )
-        ]
-        for c in range(customers)
-    ]
-    app.execute(consent)
-
-
-def history(settings: Settings, seed_value: int, commands: int) -> int:
-    """Segments, 40 consenting customers and random commands (erasures included); the head."""
-    app = build_application(settings, utc_now)
-    try:
-        seed(app, 40)
-        run_commands(app, seed=seed_value, count=commands)
-        return app.recorder.max_notification_id() or 0
-    finally:
-        app.close()
 
 
 def test_rebuild_under_load_switches_with_no_partial_read(settings: Settings) -> None:
@@ -114,7 +68,7 @@ def test_rebuild_under_load_switches_with_no_partial_read(settings: Settings) ->
 
     threads = [threading.Thread(target=write), threading.Thread(target=read)]
     try:
-        _wait(lambda: live.projector.status["profile"].position > 0)
+        wait_for(lambda: live.projector.status["profile"].position > 0)
         for t in threads:
             t.start()
         phases: list[str] = []
@@ -197,13 +151,6 @@ def _erased_now(settings: Settings, customer_id: str, known: set[str]) -> bool:
     return uid in known or uid in {str(u) for u in erased_streams(settings)}
 
 
-def _wait(check: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
-
-
 def test_a_killed_rebuild_resumes_and_equals_a_clean_build(settings: Settings) -> None:
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
     head = history(settings, 5, 4_000)
@@ -222,7 +169,7 @@ def test_a_killed_rebuild_resumes_and_equals_a_clean_build(settings: Settings) -
     )
     tracking = f"{settings.redis_namespace}projection:profile:v2"
     try:
-        _wait(lambda: int(client.hget(tracking, "position") or 0) > head // 3)
+        wait_for(lambda: int(client.hget(tracking, "position") or 0) > head // 3)
     finally:
         worker.send_signal(signal.SIGKILL)
         output = worker.communicate()[0].decode()
@@ -285,91 +232,3 @@ def _customer_ids_of(streams: list[str]) -> set[str]:
 def test_rebuild_refuses_an_unknown_read_model(settings: Settings, names: list[str]) -> None:
     with pytest.raises(LookupError, match="profile, score, segments"):
         build_rebuild(settings, names)
-
-
-STATUS = "{ projections { name version position state rebuildVersion rebuildPosition } }"
-
-
-def test_projections_report_a_rebuild_and_the_position_it_reached(
-    settings: Settings, start_service: Callable[..., Service]
-) -> None:
-    head = history(settings, 9, 500)
-    service = start_service(settings)
-    _wait(lambda: _status(service)["profile"]["position"] == head)
-    client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
-    catalog = build_catalog(settings, utc_now, client)
-    assert catalog.pointer.begin(["profile"]) == {"profile": 2}
-    half = head // 2
-    reader = build_application(settings, utc_now, cache=False)
-    try:
-        model = catalog.at("profile", 2)
-        Projector(reader.recorder, reader.mapper, client, [model]).catch_up(until=half)
-    finally:
-        reader.close()
-    status = _status(service)
-    assert status["profile"] == {
-        "name": "profile",
-        "version": 1,
-        "position": head,
-        "state": "rebuilding",
-        "rebuildVersion": 2,
-        "rebuildPosition": half,
-    }
-    assert status["score"]["state"] == "live" and status["score"]["rebuildVersion"] is None
-
-    job, close = build_rebuild(replace(settings, rebuild_grace_seconds=0), ["profile"])
-    try:
-        result = job.run()
-    finally:
-        close()
-    assert result is not None and result.events == head - half  # took up where it was left
-    after = _status(service)["profile"]
-    assert (after["version"], after["state"], after["position"]) == (2, "live", head)
-
-
-def _status(service: Service) -> dict[str, dict[str, Any]]:
-    body = service.query(STATUS)
-    assert "errors" not in body, body
-    return {s["name"]: s for s in body["data"]["projections"]}
-
-
-def test_a_projector_never_writes_a_version_built_with_another_schema(
-    settings: Settings,
-) -> None:
-    client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
-    app = build_application(settings, utc_now)
-    reader = build_application(settings, utc_now, cache=False)
-    old = read_model_factories(settings, utc_now, client)
-    new = {**old, "profile": lambda v: replace(old["profile"](v), schema=2)}  # type: ignore[type-var]
-    pointer = VersionPointer(client, settings.redis_namespace)
-
-    def projector(factories: dict[str, ModelFactory]) -> Projector:
-        serving = Catalog(factories, pointer).serving
-        return Projector(reader.recorder, reader.mapper, client, serving)
-
-    def profile_position(version: int) -> int:
-        key = f"{settings.redis_namespace}projection:profile:v{version}"
-        return int(client.hget(key, "position") or 0)
-
-    try:
-        seed(app, 10)
-        projector(old).catch_up()
-        rebuild_job = Rebuild(
-            reader.recorder,
-            reader.mapper,
-            client,
-            Catalog(new, pointer),
-            ["profile"],
-            grace_seconds=0,
-        )
-        assert rebuild_job.run() is not None  # the new code built v2 with schema 2
-        built = profile_position(2)
-        seed(app, 20)  # more events: customers c-10 .. c-19
-        head = app.recorder.max_notification_id() or 0
-        projector(old).catch_up()  # old code: leaves the schema-2 version alone
-        assert profile_position(2) == built < head
-        projector(new).catch_up()
-        assert profile_position(2) == head
-    finally:
-        app.close()
-        reader.close()
