@@ -8,7 +8,7 @@ the events table is written under a table lock, so throughput comes from events 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -44,6 +44,7 @@ from domain.ports import (
     InteractionKey,
     PersonalDataVault,
     RecordedInteraction,
+    SourceOffsets,
 )
 from domain.segment_cases import SegmentCases
 from domain.transcodings import ConsentStateAsDict
@@ -134,14 +135,26 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
 
     # ---------------------------------------------------------------- shared transaction
 
-    def execute(self, units: Sequence[Sequence[Command]]) -> list[Outcome]:
-        """Runs the units in one transaction, retrying when another writer got there first."""
+    def execute(
+        self,
+        units: Sequence[Sequence[Command]],
+        *,
+        offsets: SourceOffsets | None = None,
+        before_commit: Callable[[Mapping[int, DomainError]], None] | None = None,
+    ) -> list[Outcome]:
+        """Runs the units in one transaction, retrying when another writer got there first.
+
+        `offsets` commit with the events (even when the units wrote none), so a consumer of an
+        outside log stores each message's effect and its position together. `before_commit`
+        hears which units failed just before the write: a consumer dead-letters them there,
+        so that a crash after the commit cannot lose them.
+        """
         failed: dict[int, DomainError] = {}
         attempt = 0
         while attempt <= self.retries:
             batch = Batch()
             try:
-                return self._execute_once(units, batch, failed)
+                return self._execute_once(units, batch, failed, offsets, before_commit)
             except _UnitFailed as failure:
                 # The unit may have half-changed aggregates: start over without it.
                 self._forget(batch)
@@ -163,7 +176,12 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
         )
 
     def _execute_once(
-        self, units: Sequence[Sequence[Command]], batch: Batch, failed: dict[int, DomainError]
+        self,
+        units: Sequence[Sequence[Command]],
+        batch: Batch,
+        failed: dict[int, DomainError],
+        offsets: SourceOffsets | None = None,
+        before_commit: Callable[[Mapping[int, DomainError]], None] | None = None,
     ) -> list[Outcome]:
         now = self.clock()
         if now.utcoffset() is None:
@@ -185,7 +203,9 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
             except DomainError as error:
                 raise _UnitFailed(u, error) from None
         touched = [c for c in batch.customers.values() if c is not None and c.pending_events]
-        if touched:
+        if before_commit is not None:
+            before_commit(dict(failed))
+        if touched or offsets is not None:
             # What Application.save does, minus its runtime Protocol checks per aggregate,
             # which cost more than the insert itself at thousands of aggregates a second.
             processing = ProcessingEvent[UUID]()
@@ -194,6 +214,7 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
                 processing.aggregates[customer.id] = customer
             processing.saved_kwargs["interactions"] = list(batch.claims.values())
             processing.saved_kwargs["shred"] = sorted(batch.erased)
+            processing.saved_kwargs["offsets"] = offsets
             if self.vault is not None:
                 self.vault.prepare([c.id for c in touched])
             recordings = self._record(processing)

@@ -41,6 +41,11 @@ class SegmentKeys:
         return f"{self.base}members:{segment_id}"
 
     @property
+    def changes(self) -> str:
+        """A capped stream of membership changes, for the segment-changes relay."""
+        return self.base + "changes"
+
+    @property
     def backfill_state(self) -> str:
         return f"{self.base}backfill"
 
