@@ -72,6 +72,7 @@ class IngestWorker:
         self.positions: dict[Partition, int] = {}
         self.high_watermarks: dict[Partition, int] = {}
         self._sent_to_dlq: set[tuple[str, int, int]] = set()
+        self.transient_failures = 0  # batches not stored for a store or broker outage
         if telemetry is not None:
             telemetry.watch_lag("consumer", self._lags)
 
@@ -128,7 +129,12 @@ class IngestWorker:
         for topic, partition in list(self.positions):
             offset = stored.get(partition, 0)
             self.positions[(topic, partition)] = offset
-            self.consumer.seek(TopicPartition(topic, partition, offset))
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as error:
+                # Not fetching it right now (being revoked): positions still filter what
+                # arrives below the stored offset.
+                logger.warning("seek of %s[%d] failed: %s", topic, partition, error)
 
     # ---------------------------------------------------------------- one batch
 
@@ -143,6 +149,7 @@ class IngestWorker:
                 self._reseek()
                 return
             except (StoreUnavailable, Conflict, DeliveryFailed) as error:
+                self.transient_failures += 1
                 logger.warning("batch not stored, retrying in %.1fs: %s", delay, error)
                 if (stop or threading.Event()).wait(delay):
                     return
@@ -183,7 +190,7 @@ class IngestWorker:
     def _dead_letter(self, rejected: Sequence[tuple[Message, Rejection]]) -> None:
         """Publishes and waits for the broker: only then may the batch's offsets commit."""
         sent = 0
-        for message, rejection in rejected:
+        for message, rejection in sorted(rejected, key=lambda r: where(r[0])):
             origin = where(message)
             if origin in self._sent_to_dlq:
                 continue  # a retried transaction: already on the topic
