@@ -56,7 +56,7 @@ class SegmentChangeRelay:
 
     @classmethod
     def build(
-        cls, settings: Settings, stream: str, app: ProfileApplication, telemetry: Telemetry
+        cls, settings: Settings, stream: str, app: ProfileApplication, telemetry: Telemetry | None
     ) -> SegmentChangeRelay:
         client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
         publisher = Publisher(client_config(settings), "relay-segments")
