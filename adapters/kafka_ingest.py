@@ -71,6 +71,7 @@ class IngestWorker:
         # partition -> next offset to consume, as stored in Postgres (None: not ours now)
         self.positions: dict[Partition, int] = {}
         self.high_watermarks: dict[Partition, int] = {}
+        self.lag: dict[Partition, int] = {}  # messages behind each partition's end
         self._sent_to_dlq: set[tuple[str, int, int]] = set()
         self.transient_failures = 0  # batches not stored for a store or broker outage
         if telemetry is not None:
@@ -88,6 +89,7 @@ class IngestWorker:
                 batch = [m for m in messages if self._usable(m)]
                 if batch:
                     self.process(batch, stop)
+                self._measure_lag()
         finally:
             self.close()
 
@@ -221,19 +223,24 @@ class IngestWorker:
         except KafkaException as error:
             logger.debug("informational offset commit failed: %s", error)
 
-    def _lags(self) -> list[tuple[float, Mapping[str, str | int]]]:
-        lags: list[tuple[float, Mapping[str, str | int]]] = []
+    def _measure_lag(self) -> None:
+        """On the consuming thread: the client is not to be called from the metrics thread
+        while it consumes (that call blocks until the consume returns, or forever)."""
+        lag: dict[Partition, int] = {}
         for (topic, partition), position in list(self.positions.items()):
             try:
                 _low, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=1.0, cached=True
+                    TopicPartition(topic, partition), cached=True
                 )
-            except (KafkaException, RuntimeError):
+            except KafkaException:
                 continue
             if high < 0:  # nothing fetched yet: the last offset seen is the best estimate
                 high = self.high_watermarks.get((topic, partition), position - 1) + 1
-            lags.append((max(high - position, 0), {"topic": topic, "partition": partition}))
-        return lags
+            lag[(topic, partition)] = max(high - position, 0)
+        self.lag = lag
+
+    def _lags(self) -> list[tuple[float, Mapping[str, str | int]]]:
+        return [(n, {"topic": t, "partition": p}) for (t, p), n in self.lag.items()]
 
 
 def _offsets(group: str, batch: Sequence[Message]) -> SourceOffsets:
