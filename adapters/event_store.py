@@ -6,13 +6,23 @@ from collections.abc import Collection, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from domain.ports import BatchRead, InteractionKey, RecordedInteraction
+from domain.errors import SourceMoved
+from domain.ports import BatchRead, InteractionKey, RecordedInteraction, SourceOffsets
+
+# Raised by profiles_append_events (migration 0004) when a consumer's stored offsets are past
+# the batch's first offset: another consumer committed part of the batch.
+OFFSETS_MOVED = "PK409"
 
 
 class ProfileRecorder(PostgresApplicationRecorder):
@@ -32,8 +42,23 @@ class ProfileRecorder(PostgresApplicationRecorder):
 
         table, snapshots = named("_interaction_ids"), named("_snapshots")
         self._append = SQL(
-            "SELECT position FROM {f}(%b, %b, %b, %b, %b, %b, %b, %b, %b) AS position"
+            "SELECT position FROM {f}(%b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b) "
+            "AS position"
         ).format(f=named("_append_events"))
+        self._offsets = SQL(
+            "SELECT partition, next_offset FROM {t} WHERE group_id = %s AND topic = %s"
+        ).format(t=named("_consumer_offsets"))
+        self._cursor = SQL("SELECT position FROM {t} WHERE name = %s").format(
+            t=named("_relay_cursors")
+        )
+        self._move_cursor = SQL(
+            "INSERT INTO {t} (name, position) VALUES (%s, %s) ON CONFLICT (name) "
+            "DO UPDATE SET position = EXCLUDED.position, updated_at = now()"
+        ).format(t=named("_relay_cursors"))
+        self._firsts = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {t} "
+            "WHERE originator_id = ANY(%s) AND originator_version = 1"
+        ).format(t=named("_events"))
         self._stream = SQL(
             "SELECT originator_id, originator_version, topic, state, notification_id FROM {t} "
             "WHERE originator_id = %s AND originator_version > %s "
@@ -80,10 +105,12 @@ class ProfileRecorder(PostgresApplicationRecorder):
         library's composite-typed array, and no pipeline mode is needed (psycopg 3.3's stalls
         on a unix socket once a statement outgrows the socket buffer).
         """
-        if not stored_events:
+        offsets: SourceOffsets | None = kwargs.get("offsets")
+        if not stored_events and offsets is None:
             return None
         claims: Sequence[InteractionKey] = kwargs.get("interactions") or ()
         shred: Sequence[UUID] = kwargs.get("shred") or ()
+        entries = offsets.entries if offsets is not None else ()
         params = (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
@@ -93,11 +120,45 @@ class ProfileRecorder(PostgresApplicationRecorder):
             [c.originator_id for c in claims],
             [c.version for c in claims],
             list(shred),
+            offsets.group if offsets is not None else "",
+            [e[0] for e in entries],
+            [e[1] for e in entries],
+            [e[2] for e in entries],
+            [e[3] for e in entries],
             f"{self.datastore.lock_timeout or 2}s",
         )
-        with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
-            curs.execute(self._append, params, prepare=True)
-            return [row["position"] for row in curs.fetchall()]
+        try:
+            with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
+                curs.execute(self._append, params, prepare=True)
+                return [row["position"] for row in curs.fetchall()]
+        except PersistenceError as error:
+            if getattr(error.__cause__, "sqlstate", None) == OFFSETS_MOVED:
+                raise SourceMoved(str(error.__cause__)) from None
+            raise
+
+    def consumer_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """partition -> next offset to consume, as committed with the events."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._offsets, (group, topic))
+            return {row["partition"]: row["next_offset"] for row in curs.fetchall()}
+
+    def relay_cursor(self, name: str) -> str | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._cursor, (name,))
+            row = curs.fetchone()
+            return None if row is None else str(row["position"])
+
+    def move_relay_cursor(self, name: str, position: str) -> None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._move_cursor, (name, position))
+
+    def first_events(self, originator_ids: Collection[UUID]) -> list[StoredEvent]:
+        """Each stream's first event (a customer's Registered, which names them)."""
+        if not originator_ids:
+            return []
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._firsts, (list(originator_ids),), prepare=True)
+            return [_stored(row) for row in curs.fetchall()]
 
     def select_stream(
         self, originator_id: UUID, *, after: int = 0, limit: int = 100

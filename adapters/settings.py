@@ -7,6 +7,7 @@ find a knob from an error message, and a wrong value fails at start with the var
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +16,8 @@ from domain.consent import ConsentModel
 from domain.errors import InvalidInput
 from domain.rules import parse_duration
 from domain.score import DEFAULT_WEIGHTS, ScoreModel
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 class ConfigurationError(ValueError):
@@ -87,6 +90,47 @@ def _score_model(env: Mapping[str, str]) -> ScoreModel:
 
 
 @dataclass(frozen=True)
+class KafkaSettings:
+    """Topics and knobs of `profiles ingest` and `profiles relay` (the broker address is
+    KAFKA_BOOTSTRAP_SERVERS, on Settings)."""
+
+    interactions_topic: str = "interactions"  # PROFILES_KAFKA_INTERACTIONS_TOPIC
+    dlq_topic: str = "interactions.dlq"  # PROFILES_KAFKA_DLQ_TOPIC (default: <interactions>.dlq)
+    events_topic: str = "profile-events"  # PROFILES_KAFKA_EVENTS_TOPIC
+    segment_changes_topic: str = "segment-changes"  # PROFILES_KAFKA_SEGMENT_CHANGES_TOPIC
+    group_id: str = "profiles-ingest"  # PROFILES_KAFKA_GROUP_ID
+    ingest_batch: int = 2_000  # PROFILES_INGEST_BATCH (messages per Postgres transaction)
+    max_message_bytes: int = 65_536  # PROFILES_INGEST_MAX_MESSAGE_BYTES (larger: dead-lettered)
+    relay_batch: int = 1_000  # PROFILES_RELAY_BATCH (events per producer flush)
+    # PROFILES_KAFKA_SESSION_TIMEOUT_MS: how soon a dead worker's partitions move to another.
+    session_timeout_ms: int = 10_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
+        def topic(name: str, default: str) -> str:
+            value = env.get(name, "").strip() or default
+            if not _TOPIC.fullmatch(value):
+                raise ConfigurationError(
+                    f"{name}={value!r} is not a Kafka topic name: use 1-249 letters, digits, "
+                    "'.', '_' or '-'"
+                )
+            return value
+
+        interactions = topic("PROFILES_KAFKA_INTERACTIONS_TOPIC", "interactions")
+        return cls(
+            interactions_topic=interactions,
+            dlq_topic=topic("PROFILES_KAFKA_DLQ_TOPIC", f"{interactions}.dlq"),
+            events_topic=topic("PROFILES_KAFKA_EVENTS_TOPIC", "profile-events"),
+            segment_changes_topic=topic("PROFILES_KAFKA_SEGMENT_CHANGES_TOPIC", "segment-changes"),
+            group_id=env.get("PROFILES_KAFKA_GROUP_ID", "").strip() or "profiles-ingest",
+            ingest_batch=_int(env, "PROFILES_INGEST_BATCH", 2_000, minimum=1),
+            max_message_bytes=_int(env, "PROFILES_INGEST_MAX_MESSAGE_BYTES", 65_536, minimum=1),
+            relay_batch=_int(env, "PROFILES_RELAY_BATCH", 1_000, minimum=1),
+            session_timeout_ms=_int(env, "PROFILES_KAFKA_SESSION_TIMEOUT_MS", 10_000, 1_000),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """What the service needs to know about its surroundings."""
 
@@ -115,6 +159,7 @@ class Settings:
     # ("purchase=10,page_view=1", over the contract's defaults), PROFILES_SCORE_DEFAULT_WEIGHT
     score_model: ScoreModel = field(default_factory=ScoreModel)
     fast_path: bool = True  # PROFILES_FAST_PATH: compiled hot mutations (off: all via strawberry)
+    kafka: KafkaSettings = field(default_factory=lambda: KafkaSettings())
     otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT
     service_name: str = "customer-profiles"  # OTEL_SERVICE_NAME
 
@@ -150,6 +195,7 @@ class Settings:
             api_keys=_api_keys(env.get("PROFILES_API_KEYS", "")),
             score_model=_score_model(env),
             fast_path=env.get("PROFILES_FAST_PATH", "on").strip().lower() not in {"off", "0", "no"},
+            kafka=KafkaSettings.from_env(env),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             service_name=env.get("OTEL_SERVICE_NAME", "customer-profiles"),
         )

@@ -30,6 +30,8 @@ COUNTS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000]
 
 # (read model name) -> (position, head, lag seconds)
 ProjectionProbe = Callable[[], Mapping[str, tuple[int, int, float]]]
+# Kafka lags: (value, attributes) per partition or relay
+LagProbe = Callable[[], Iterable[tuple[float, Mapping[str, str | int]]]]
 
 
 @dataclass
@@ -86,6 +88,44 @@ class Telemetry:
             callbacks=[self._observe(2)],
             description="age of the newest applied event while behind",
         )
+
+        self._kafka_metrics(meter)
+
+    def _kafka_metrics(self, meter: Any) -> None:
+        self.ingest_batch = meter.create_histogram(
+            "profiles.ingest.batch.messages",
+            description="messages per ingest transaction",
+            explicit_bucket_boundaries_advisory=COUNTS,
+        )
+        self.dead_letters = meter.create_counter(
+            "profiles.ingest.dead_letters", description="messages sent to the dead-letter topic"
+        )
+        self.relay_published = meter.create_counter(
+            "profiles.relay.published", description="records the relay had acknowledged"
+        )
+        self._lags: dict[str, list[LagProbe]] = {"consumer": [], "relay": []}
+        meter.create_observable_gauge(
+            "profiles.ingest.consumer_lag",
+            callbacks=[self._lag("consumer")],
+            description="messages between the ingest position and the partition's end",
+        )
+        meter.create_observable_gauge(
+            "profiles.relay.lag",
+            callbacks=[self._lag("relay")],
+            description="events (or stream entries) stored but not yet published",
+        )
+
+    def watch_lag(self, kind: str, probe: LagProbe) -> None:
+        """`kind`: consumer (per topic and partition) or relay (per relay)."""
+        self._lags[kind].append(probe)
+
+    def _lag(self, kind: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_: CallbackOptions) -> Iterable[Observation]:
+            for probe in self._lags[kind]:
+                for value, attributes in probe():
+                    yield Observation(value, dict(attributes))
+
+        return callback
 
     def watch_projections(self, probe: ProjectionProbe) -> None:
         self._probes.append(probe)

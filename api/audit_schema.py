@@ -18,28 +18,11 @@ from domain.audit import ConsentRecord
 from domain.consent import ConsentState as DomainConsent
 from domain.customer import Customer
 from domain.errors import InvalidInput
-from domain.normalise import format_utc, parse_utc
-from domain.privacy import FORGOTTEN, forgotten
+from domain.event_json import ENVELOPE, event_data, plain
+from domain.normalise import parse_utc
+from domain.privacy import forgotten
 
 MAX_PAGE = 1_000
-_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", FORGOTTEN}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return format_utc(value)
-    if isinstance(value, DomainConsent):
-        return {_camel(k): _plain(v) for k, v in vars(value).items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 @strawberry.type
@@ -57,7 +40,7 @@ class RecordedEvent:
 
     @classmethod
     def of(cls, position: int, event: Any) -> RecordedEvent:
-        fields = {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
+        fields = {k: v for k, v in vars(event).items() if k not in ENVELOPE}
         occurred = fields.get("occurred_at")
         return cls(
             version=event.originator_version,
@@ -65,7 +48,7 @@ class RecordedEvent:
             type=type(event).__name__,
             recorded_at=utc(event.timestamp),  # type: ignore[arg-type]
             occurred_at=utc(occurred) if isinstance(occurred, datetime) else None,
-            data=JSON({_camel(k): _plain(v) for k, v in fields.items()}),
+            data=JSON(event_data(event)),
             personal_data_erased=forgotten(event),
         )
 
@@ -90,7 +73,7 @@ class AuditProfile:
         return cls(
             customer_id=strawberry.ID(customer_id),
             version=c.version,
-            traits=JSON(_plain(dict(c.traits or {}))),
+            traits=JSON(plain(dict(c.traits or {}))),
             consents=[_consent(s) for _, s in sorted((c.consents or {}).items())],
             interaction_count=c.interaction_count,
             erased=c.erased,

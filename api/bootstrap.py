@@ -42,10 +42,10 @@ def read_model_factories(
     """Each read model by name, built for a given version of its keys."""
     namespace, scoring = settings.redis_namespace, settings.score_model
     return {
-        profile.NAME: lambda v: ProfileReadModel(ProfileKeys(namespace, v)),
-        score.NAME: lambda v: ScoreReadModel(ScoreKeys(namespace, v), scoring, clock),
-        segments.NAME: lambda v: SegmentsReadModel(
-            SegmentKeys(namespace, v), scoring, clock, client
+        profile.NAME: lambda v, live: ProfileReadModel(ProfileKeys(namespace, v)),
+        score.NAME: lambda v, live: ScoreReadModel(ScoreKeys(namespace, v), scoring, clock),
+        segments.NAME: lambda v, live: SegmentsReadModel(
+            SegmentKeys(namespace, v), scoring, clock, client, publishing=live
         ),
     }
 

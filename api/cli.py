@@ -13,8 +13,8 @@ from pathlib import Path
 
 from adapters.migrate import MigrationError, migrate, status
 from adapters.settings import ConfigurationError, Settings
-from adapters.telemetry import setup_telemetry
-from api import privacy_cli, rebuild_cli
+from adapters.telemetry import Telemetry, setup_telemetry
+from api import kafka_cli, privacy_cli, rebuild_cli
 
 logger = logging.getLogger("profiles")
 
@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--data-dir", type=Path, help="where embedded servers keep their data")
+    dev.add_argument(
+        "--kafka",
+        action="store_true",
+        help="also start an embedded Kafka-compatible broker (unless KAFKA_BOOTSTRAP_SERVERS "
+        "is set) and run the ingest and relay workers",
+    )
 
     serve = sub.add_parser("serve", help="serve GraphQL for one role or all (production)")
     serve.add_argument("--role", choices=["all", "commands", "query", "audit"], default="all")
@@ -48,15 +54,23 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("project", help="run the projector: keep the Redis read models live")
     privacy_cli.add_parsers(sub)
     rebuild_cli.add_parser(sub)
+    kafka_cli.add_parsers(sub)
     return parser
 
 
-def _serve(settings: Settings, role: str, host: str, port: int, project: bool) -> None:
+def _serve(
+    settings: Settings,
+    role: str,
+    host: str,
+    port: int,
+    project: bool,
+    telemetry: Telemetry | None = None,
+) -> None:
     import uvicorn
 
     from api.app import create_app
 
-    app = create_app(settings, role, project=project)
+    app = create_app(settings, role, project=project, telemetry=telemetry)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
@@ -67,12 +81,19 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
         settings = replace(settings, data_dir=args.data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"starting embedded servers in {settings.data_dir.resolve()} ...", flush=True)
-    settings, stop = start_stack(settings, kafka=False, temporary=False)
+    settings, stop = start_stack(settings, kafka=args.kafka, temporary=False)
     # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it runs `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         applied = migrate(str(settings.database_url))
         print(f"migrations applied: {', '.join(applied) or 'none pending'}")
+        telemetry, workers = None, None
+        if args.kafka:
+            # The workers share the service's telemetry, so /metrics shows their lag too.
+            telemetry = setup_telemetry(settings)
+            kafka_cli.ensure_topics(settings)
+            workers = kafka_cli.start_workers(settings, telemetry)
+            print(f"\n  KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} (ingest, relay)")
         base = f"http://{args.host}:{args.port}"
         print(
             f"\n  commands  {base}/commands/graphql\n  query     {base}/graphql\n"
@@ -81,8 +102,10 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
             "\nGraphiQL opens at each GraphQL URL in a browser. Ctrl-C stops everything.\n",
             flush=True,
         )
-        _serve(settings, "all", args.host, args.port, project=True)
+        _serve(settings, "all", args.host, args.port, project=True, telemetry=telemetry)
     finally:
+        if workers is not None:
+            workers.stop()
         stop()
     return 0
 
@@ -134,6 +157,15 @@ def main(argv: list[str] | None = None) -> int:
             return _migrate(args, settings)
         if args.command in privacy_cli.COMMANDS:
             return privacy_cli.run(args, settings)
+        if args.command in kafka_cli.COMMANDS:
+            if not settings.database_url or not settings.kafka_bootstrap_servers:
+                print(
+                    f"profiles {args.command} needs DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS "
+                    "(or use 'profiles dev --kafka')",
+                    file=sys.stderr,
+                )
+                return 2
+            return kafka_cli.run(args, settings)
         if not settings.database_url or not settings.redis_url:
             print(
                 f"profiles {args.command} needs DATABASE_URL and REDIS_URL "

@@ -18,7 +18,7 @@ from adapters.embedded import start_stack
 from adapters.settings import Settings
 from bench.common import Bench, say
 from bench.report import Row, table, write_json
-from bench.scenarios import Outcome, batched, history, projection, segments, single
+from bench.scenarios import Outcome, batched, history, kafka, projection, segments, single
 
 SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "single": single.run,
@@ -26,6 +26,7 @@ SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "history": history.run,
     "projection": projection.run,
     "segments": segments.run,
+    "kafka": kafka.run,
 }
 
 
@@ -69,8 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         + ("DATABASE_URL" if configured.database_url else "embedded Postgres")
         + " + "
         + ("REDIS_URL" if configured.redis_url else "embedded Valkey")
+        + (
+            ""
+            if "kafka" not in names
+            else " + "
+            + (
+                "KAFKA_BOOTSTRAP_SERVERS"
+                if configured.kafka_bootstrap_servers
+                else "embedded Tansu"
+            )
+        )
     )
-    settings, stop = start_stack(configured, kafka=False, temporary=True)
+    settings, stop = start_stack(configured, kafka="kafka" in names, temporary=True)
     rows: list[Row] = []
     details: dict[str, Any] = {}
     failures: list[str] = []

@@ -8,7 +8,7 @@ the events table is written under a table lock, so throughput comes from events 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -44,6 +44,7 @@ from domain.ports import (
     InteractionKey,
     PersonalDataVault,
     RecordedInteraction,
+    SourceOffsets,
 )
 from domain.segment_cases import SegmentCases
 from domain.transcodings import ConsentStateAsDict
@@ -134,14 +135,26 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
 
     # ---------------------------------------------------------------- shared transaction
 
-    def execute(self, units: Sequence[Sequence[Command]]) -> list[Outcome]:
-        """Runs the units in one transaction, retrying when another writer got there first."""
+    def execute(
+        self,
+        units: Sequence[Sequence[Command]],
+        *,
+        offsets: SourceOffsets | None = None,
+        before_commit: Callable[[Mapping[int, DomainError]], None] | None = None,
+    ) -> list[Outcome]:
+        """Runs the units in one transaction, retrying when another writer got there first.
+
+        `offsets` commit with the events (even when the units wrote none), so a consumer of an
+        outside log stores each message's effect and its position together. `before_commit`
+        hears which units failed just before the write: a consumer dead-letters them there,
+        so that a crash after the commit cannot lose them.
+        """
         failed: dict[int, DomainError] = {}
         attempt = 0
         while attempt <= self.retries:
             batch = Batch()
             try:
-                return self._execute_once(units, batch, failed)
+                return self._execute_once(units, batch, failed, offsets, before_commit)
             except _UnitFailed as failure:
                 # The unit half-changed aggregates: start over without it. Only the changed
                 # ones are reloaded; the others in the cache are as committed.
@@ -164,7 +177,12 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
         )
 
     def _execute_once(
-        self, units: Sequence[Sequence[Command]], batch: Batch, failed: dict[int, DomainError]
+        self,
+        units: Sequence[Sequence[Command]],
+        batch: Batch,
+        failed: dict[int, DomainError],
+        offsets: SourceOffsets | None = None,
+        before_commit: Callable[[Mapping[int, DomainError]], None] | None = None,
     ) -> list[Outcome]:
         now = self.clock()
         if now.utcoffset() is None:
@@ -192,7 +210,9 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
                 failed[u] = error
                 outcomes.append(error)
         touched = [c for c in batch.customers.values() if c is not None and c.pending_events]
-        if touched:
+        if before_commit is not None:
+            before_commit(dict(failed))
+        if touched or offsets is not None:
             # What Application.save does, minus its runtime Protocol checks per aggregate,
             # which cost more than the insert itself at thousands of aggregates a second.
             processing = ProcessingEvent[UUID]()
@@ -201,6 +221,7 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
                 processing.aggregates[customer.id] = customer
             processing.saved_kwargs["interactions"] = list(batch.claims.values())
             processing.saved_kwargs["shred"] = sorted(batch.erased)
+            processing.saved_kwargs["offsets"] = offsets
             if self.vault is not None:
                 self.vault.prepare([c.id for c in touched])
             recordings = self._record(processing)

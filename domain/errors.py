@@ -40,3 +40,12 @@ class StoreUnavailable(DomainError):
     """A backing store did not answer; nothing was written and the command may be retried."""
 
     code = "UNAVAILABLE"
+
+
+class SourceMoved(DomainError):
+    """Another consumer stored a position past this batch's start: nothing of it was written.
+
+    Not a fault of any message: the consumer re-reads its positions and carries on from there.
+    """
+
+    code = "CONFLICT"

@@ -32,6 +32,20 @@ class InteractionKey:
 
 
 @dataclass(frozen=True)
+class SourceOffsets:
+    """How far a consumer of an outside log (a Kafka consumer group) got with one transaction.
+
+    Passed to the recorder with the events, so the events and the consumer's position commit
+    together. Each entry is (topic, partition, first offset in the batch, next offset to read);
+    the recorder refuses the whole transaction (SourceMoved) when another consumer has already
+    stored a position past the batch's first offset.
+    """
+
+    group: str
+    entries: tuple[tuple[str, int, int, int], ...]
+
+
+@dataclass(frozen=True)
 class BatchRead:
     claimed: dict[str, RecordedInteraction]
     streams: dict[UUID, list[StoredEvent]]

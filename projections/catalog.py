@@ -8,7 +8,9 @@ from collections.abc import Callable, Mapping
 from projections.runner import ReadModel
 from projections.versions import VersionPointer
 
-ModelFactory = Callable[[int], ReadModel]  # version -> the read model writing that version
+# (version, live) -> the read model writing that version; live: it serves (a rebuild's does not
+# announce what it derives, such as segment changes, which were announced when they happened).
+ModelFactory = Callable[[int, bool], ReadModel]
 
 logger = logging.getLogger(__name__)
 
@@ -17,21 +19,21 @@ class Catalog:
     def __init__(self, factories: Mapping[str, ModelFactory], pointer: VersionPointer) -> None:
         self._factories = dict(factories)
         self.pointer = pointer
-        self._built: dict[tuple[str, int], ReadModel] = {}
+        self._built: dict[tuple[str, int, bool], ReadModel] = {}
         self._warned: set[tuple[str, int]] = set()
 
     @property
     def names(self) -> list[str]:
         return list(self._factories)
 
-    def at(self, name: str, version: int) -> ReadModel:
+    def at(self, name: str, version: int, *, live: bool = True) -> ReadModel:
         """One instance per version: the segment model keeps caches that must not be shared."""
         if name not in self._factories:
             known = ", ".join(self._factories)
             raise LookupError(f"no read model named {name!r}; the read models are {known}")
-        if (name, version) not in self._built:
-            self._built[(name, version)] = self._factories[name](version)
-        return self._built[(name, version)]
+        if (name, version, live) not in self._built:
+            self._built[(name, version, live)] = self._factories[name](version, live)
+        return self._built[(name, version, live)]
 
     def tracking(self, name: str, version: int) -> str:
         return self.at(name, version).tracking_key
@@ -42,7 +44,7 @@ class Catalog:
         is what the rebuild exists to avoid. Instances of versions no longer serving are let go.
         """
         current = {n: v.serving for n, v in self.pointer.read(self._factories).items()}
-        for key in [k for k in self._built if current.get(k[0]) != k[1]]:
+        for key in [k for k in self._built if k[2] and current.get(k[0]) != k[1]]:
             del self._built[key]
         models = [self.at(name, version) for name, version in current.items()]
         stamps = self.pointer.schemas([m.tracking_key for m in models])

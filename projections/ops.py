@@ -108,7 +108,18 @@ class Member:
     score: float | None = None
 
 
-Op = Incr | Put | Remove | Least | Greatest | PutIfNewer | Keep | Drop | Fold | Store | Member
+@dataclass(frozen=True)
+class Append:
+    """XADD an entry to a stream capped near `maxlen` entries: a change log that a relay
+    publishes, written in the same script call as the change itself. Never merged."""
+
+    key: str
+    fields: tuple[tuple[str, str], ...]
+    maxlen: int
+
+
+_Writes = Incr | Put | Remove | Least | Greatest | PutIfNewer | Keep | Drop | Store | Member
+Op = _Writes | Fold | Append
 
 
 def compact(ops: Iterable[Op]) -> list[Op]:
@@ -152,7 +163,7 @@ def compact(ops: Iterable[Op]) -> list[Op]:
         elif isinstance(op, Member):
             merged.pop(("M", op.key, op.member), None)
             merged[("M", op.key, op.member)] = op
-        elif isinstance(op, Fold):
+        elif isinstance(op, Fold | Append):
             folds += 1
             merged[("F", op.key, str(folds))] = op  # each one kept, in order
         else:  # Drop: what came before on that key no longer matters
@@ -194,6 +205,9 @@ def encode(ops: Iterable[Op]) -> bytes:
                 out += ["F", key, weight, at, half_life, pending, now]
             case Store(key, value):
                 out += ["SET", key, value]
+            case Append(key, fields, maxlen):
+                out += ["XA", key, maxlen, 2 * len(fields)]
+                out += [text for pair in fields for text in pair]
             case Member(key, member, present, score):
                 if score is None:
                     out += ["SA" if present else "SR", key, member]
@@ -271,6 +285,10 @@ while i <= n do
     redis.call('ZADD', key, a[i + 2], a[i + 3]); i = i + 4
   elseif op == 'ZR' then
     redis.call('ZREM', key, a[i + 2]); i = i + 3
+  elseif op == 'XA' then
+    local n = a[i + 3]
+    redis.call('XADD', key, 'MAXLEN', '~', a[i + 2], '*', unpack(a, i + 4, i + 3 + n))
+    i = i + 4 + n
   elseif op == 'F' then
     local h, pending, now = a[i + 4], a[i + 5], a[i + 6]
     local due = redis.call('ZRANGEBYSCORE', pending, '-inf', now, 'WITHSCORES')

@@ -101,7 +101,7 @@ class Rebuild:
         pointer = self._catalog.pointer
         self._drop_retired()  # an earlier run may have stopped between switch and drop
         versions = pointer.begin(self._names)
-        models = [self._catalog.at(name, v) for name, v in versions.items()]
+        models = [self._catalog.at(name, v, live=False) for name, v in versions.items()]
         self._claim(models)
         start = min(int(self._redis.hget(m.tracking_key, "position") or 0) for m in models)
 

@@ -47,6 +47,12 @@ class SegmentKeys:
         return f"{self.base}members:{segment_id}"
 
     @property
+    def changes(self) -> str:
+        """A capped stream of membership changes, for the segment-changes relay. One for all
+        versions: the relay follows it across a rebuild, which appends nothing to it."""
+        return f"{self.namespace}segments:changes"
+
+    @property
     def backfill_state(self) -> str:
         return f"{self.base}backfill"
 

@@ -20,7 +20,7 @@ from domain.normalise import format_utc
 from domain.privacy import forgotten
 from domain.score import ScoreModel
 from domain.segment import Segment
-from projections.ops import Drop, Member, Op, Put, Store
+from projections.ops import Append, Drop, Member, Op, Put, Store
 from projections.runner import ApplyOps, PageReader
 from projections.segment_backfill import Backfill
 from projections.segment_eval import Evaluator, score_moved
@@ -30,6 +30,7 @@ from projections.segment_keys import SegmentKeys as SegmentKeys
 from projections.segment_state import Definition, EventIndex, ProfileFacts
 
 DUE_BATCH = 500
+CHANGES_KEPT = 100_000  # stream entries; a relay further behind than this misses some
 
 
 class SegmentsReadModel(Backfill):
@@ -37,10 +38,18 @@ class SegmentsReadModel(Backfill):
     schema = SCHEMA
 
     def __init__(
-        self, keys: SegmentKeys, model: ScoreModel, clock: Callable[[], datetime], redis: Any
+        self,
+        keys: SegmentKeys,
+        model: ScoreModel,
+        clock: Callable[[], datetime],
+        redis: Any,
+        *,
+        publishing: bool = True,
     ) -> None:
         self.keys = keys
         self.version = keys.version
+        # A rebuild derives membership that was announced already: it appends no changes.
+        self.publishing = publishing
         self.model = model
         self.clock = clock
         self._redis = redis  # reads facts before changing them; only this projector writes
@@ -123,12 +132,22 @@ class SegmentsReadModel(Backfill):
             Member(self.keys.members(segment_id), profile.customer_id, False, 0.0)
             for segment_id in profile.segments
         ]
+        # The relay turns these into tombstones for their keys.
+        forget = [self._change(uid, s, False, None) for s in profile.segments if self.publishing]
         return [
             *leave,
+            *forget,
             Drop(self.keys.of(uid)),
             Drop(self.keys.facts(uid)),
             Member(self.keys.due, str(uid), False, 0.0),
         ]
+
+    def _change(self, uid: UUID, segment_id: str, inside: bool, at: str | None) -> Append:
+        # The stream id, not the customer id: the log outlives an erasure, and the relay
+        # looks the id up when it publishes (and finds none once the customer is erased).
+        fields = [("segment", segment_id), ("stream", key_text(uid)), ("member", str(int(inside)))]
+        fields.append(("at", at) if at else ("erased", "1"))
+        return Append(self.keys.changes, tuple(fields), CHANGES_KEPT)
 
     def _segment_event(self, event: Any, position: int) -> list[Op]:
         definitions = self.definitions()
@@ -221,10 +240,13 @@ class SegmentsReadModel(Backfill):
             if inside:
                 joined.add(definition.segment_id)
         ops: list[Op] = []
+        stamp_text = format_utc(judge.now)
         for segment_id in sorted(joined.symmetric_difference(profile.segments)):
             inside = segment_id in joined
             ops.append(Member(self.keys.of(uid), segment_id, inside))
             ops.append(Member(self.keys.members(segment_id), profile.customer_id, inside, 0.0))
+            if self.publishing:
+                ops.append(self._change(uid, segment_id, inside, stamp_text))
         profile.segments = sorted(joined)
         ops.append(Store(self.keys.facts(uid), profile.to_json()))
         earliest = _earliest(due)

@@ -21,6 +21,8 @@ def dump(client: redis.Redis, namespace: str) -> dict[str, Any]:
     for key in client.scan_iter(match=f"{namespace}*", count=1_000):
         name = key[len(namespace) :]
         kind = client.type(key)
+        if name.endswith(":changes"):
+            continue  # a log of when membership changed, not state: a rebuild writes its own
         if name.startswith("projection:"):
             out[name] = {"position": client.hget(key, "position")}
         elif kind == "hash":

@@ -16,6 +16,7 @@ from domain.application import utc_now
 from projections.catalog import Catalog, ModelFactory
 from projections.rebuild import Rebuild
 from projections.runner import Projector
+from projections.segment_keys import SegmentKeys
 from projections.versions import VersionPointer
 from tests.integration.conftest import Service
 from tests.integration.rebuilds import history, seed, wait_for
@@ -73,7 +74,7 @@ def test_a_projector_never_writes_a_version_built_with_another_schema(
     app = build_application(settings, utc_now)
     reader = build_application(settings, utc_now, cache=False)
     old = read_model_factories(settings, utc_now, client)
-    new = {**old, "profile": lambda v: replace(old["profile"](v), schema=2)}  # type: ignore[type-var]
+    new = {**old, "profile": lambda v, live: replace(old["profile"](v, live), schema=2)}  # type: ignore[type-var]
     pointer = VersionPointer(client, settings.redis_namespace)
 
     def projector(factories: dict[str, ModelFactory]) -> Projector:
@@ -106,3 +107,24 @@ def test_a_projector_never_writes_a_version_built_with_another_schema(
     finally:
         app.close()
         reader.close()
+
+
+def test_a_rebuild_announces_no_segment_change_again(settings: Settings) -> None:
+    client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+    history(settings, 13, 1_000)
+    changes = SegmentKeys(settings.redis_namespace).changes
+    reader = build_application(settings, utc_now, cache=False)
+    try:
+        serving = build_catalog(settings, utc_now, client).serving
+        Projector(reader.recorder, reader.mapper, client, serving).catch_up()
+    finally:
+        reader.close()
+    announced = client.xlen(changes)
+    assert announced > 0  # the live version announced who joined
+    job, close = build_rebuild(replace(settings, rebuild_grace_seconds=0), ["segments"])
+    try:
+        assert job.run() is not None
+    finally:
+        close()
+    assert client.xlen(changes) == announced
+    assert client.exists(f"{settings.redis_namespace}segments:v2:defs")

@@ -1,0 +1,153 @@
+"""`kafka`: interactions produced to the topic until stored by `profiles ingest`, end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import psycopg
+from confluent_kafka import Producer
+
+from adapters.kafka_io import ensure_topics
+from adapters.settings import KafkaSettings, Settings
+from bench.common import Bench, say
+from bench.limits import raw_copy
+from bench.report import Row, Target
+from bench.scenarios import Outcome
+from bench.workload import customer_id, raw_interaction
+
+ROOT = Path(__file__).resolve().parents[2]
+POOL = 10_000
+INGEST = Target("value", ">=", 20_000, ">= 20,000/s")
+SHARE = Target("ratio", ">=", 0.30, ">= 30% of COPY")
+PATIENCE = 600.0  # seconds without progress before the scenario gives up
+
+
+def run(bench: Bench) -> Outcome:
+    outcome = Outcome()
+    count = bench.pick(100_000, 30_000)
+    tag = uuid.uuid4().hex[:8]
+    kafka = KafkaSettings(
+        interactions_topic=f"bench-interactions-{tag}",
+        dlq_topic=f"bench-interactions-{tag}.dlq",
+        group_id=f"bench-{tag}",
+        session_timeout_ms=6_000,
+    )
+    settings = replace(bench.settings_for(bench.new_database("kafka")), kafka=kafka)
+    ensure_topics(settings, partitions=3)
+    worker = _ingest_process(settings)
+    try:
+        _produce(settings, [_message("warm-up", 0)])
+        _wait_stored(settings, 1, worker)  # joined the group and warm: the clock starts now
+        say(f"kafka: producing {count:,} interactions while `profiles ingest` stores them")
+        started = time.perf_counter()
+        producer = threading.Thread(
+            target=_produce, args=(settings, (_message(tag, n) for n in range(1, count + 1)))
+        )
+        producer.start()
+        producer.join()
+        produced = time.perf_counter() - started
+        _wait_stored(settings, count + 1, worker)
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    rate = count / elapsed
+    say(f"kafka:   {rate:,.0f} interactions/s end to end (produced in {produced:.1f}s)")
+    stored = _interactions(settings)
+    if stored != count + 1:
+        outcome.failures.append(f"kafka: {stored:,} interactions stored of {count + 1:,}")
+    say(f"kafka: limit: raw COPY (binary) of {count:,} event-sized rows")
+    copy = raw_copy(bench.new_database("kafka_copy", migrated=False), count)
+    say(f"kafka:   {copy.per_second:,.0f} rows/s")
+    outcome.rows = [
+        Row(
+            "kafka",
+            f"ingest, produce -> stored, {count:,} messages",
+            rate,
+            "/s",
+            f"raw COPY, {count:,} rows",
+            copy.per_second,
+            [INGEST, SHARE],
+        )
+    ]
+    outcome.details.update(
+        count=count, seconds=elapsed, produce_seconds=produced, copy=copy.as_dict()
+    )
+    return outcome
+
+
+def _message(tag: str, n: int) -> tuple[bytes, bytes]:
+    who = customer_id(n % POOL)
+    occurred = datetime.now(UTC) - timedelta(seconds=30)
+    return who.encode(), orjson.dumps(raw_interaction(f"{tag}-{n}", who, occurred, n % 100_000))
+
+
+def _produce(settings: Settings, messages: object) -> None:
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 20, "acks": "all"}
+    )
+    for key, value in messages:  # type: ignore[attr-defined]
+        while True:
+            try:
+                producer.produce(settings.kafka.interactions_topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(60):
+        raise RuntimeError("the broker did not take every bench message")
+
+
+def _ingest_process(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": str(settings.database_url),
+        "KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+        "PROFILES_KAFKA_INTERACTIONS_TOPIC": settings.kafka.interactions_topic,
+        "PROFILES_KAFKA_GROUP_ID": settings.kafka.group_id,
+        "PROFILES_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "ingest"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _consumed(settings: Settings) -> int:
+    with psycopg.connect(str(settings.database_url)) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(next_offset), 0) FROM profiles_consumer_offsets "
+            "WHERE group_id = %s",
+            (settings.kafka.group_id,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _wait_stored(settings: Settings, total: int, worker: subprocess.Popen[bytes]) -> None:
+    last, moved = -1, time.monotonic()
+    while (done := _consumed(settings)) < total:
+        if done != last:
+            last, moved = done, time.monotonic()
+        if worker.poll() is not None or time.monotonic() - moved > PATIENCE:
+            raise RuntimeError(f"ingest stalled at {done:,} of {total:,} messages")
+        time.sleep(0.02)
+
+
+def _interactions(settings: Settings) -> int:
+    with psycopg.connect(str(settings.database_url)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM profiles_events WHERE topic LIKE '%InteractionRecorded'"
+        ).fetchone()
+    return int(row[0]) if row else 0
