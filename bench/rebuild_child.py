@@ -1,12 +1,14 @@
 """`python -m bench.rebuild_child SETTINGS_JSON`: one rebuild of every read model, measured.
 
-Run in a process of its own, so its peak RSS is the rebuild's and nothing else's. Prints one
-JSON line: events, seconds, the peak RSS (`ru_maxrss`) and RSS sampled along the way.
+Run in a process of its own, so its peak RSS is the rebuild's and nothing else's (with its
+catch-up workers, `api.rebuild_workers`, counted in). Prints one JSON line: events, seconds, the
+peak RSS (`ru_maxrss`) and RSS sampled along the way.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import threading
@@ -22,14 +24,40 @@ SAMPLE_SECONDS = 0.5
 MARKS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                for child in children.read().split():
+                    found += [int(child), *_descendants(int(child))]
+        except OSError:
+            continue
+    return found
+
+
 def rss_mb() -> float:
-    """Resident set size now (Linux /proc; the page size is 4 KiB there)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+    """Resident set size now of this process and its worker processes (Linux /proc)."""
+    total = 0
+    for pid in [os.getpid(), *_descendants(os.getpid())]:
+        try:
+            with open(f"/proc/{pid}/statm") as statm:
+                total += int(statm.read().split()[1])
+        except OSError:
+            continue  # a worker that just ended
+    return total * resource.getpagesize() / 2**20
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """Peak RSS of this process plus the largest of its workers' (ru_maxrss: KiB on Linux):
+    an upper bound of the sum when there is one worker per model group."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + workers) / 1024
 
 
 def main(argv: list[str]) -> int:
@@ -41,6 +69,7 @@ def main(argv: list[str]) -> int:
             "PROFILES_REDIS_NAMESPACE": given["namespace"],
             "PROFILES_REBUILD_BATCH": str(given["batch"]),
             "PROFILES_REBUILD_GRACE_SECONDS": "0",
+            "PROFILES_REBUILD_PROCESSES": str(given.get("processes", 2)),
         }
     )
     started = time.monotonic()
@@ -82,7 +111,11 @@ def main(argv: list[str]) -> int:
                 "rebuild_seconds": result.seconds,
                 "rss_before_mb": before,
                 "rss_at_mb": at_marks,
-                "peak_rss_mb": peak_mb(),
+                "peak_rss_mb": max(peak_mb(), *(rss for _, _, rss in samples)),
+                "peak_rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_largest_worker_mb": (
+                    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                ),
                 "samples": samples,
             }
         ),
