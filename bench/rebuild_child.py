@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
             "PROFILES_REDIS_NAMESPACE": given["namespace"],
             "PROFILES_REBUILD_BATCH": str(given["batch"]),
             "PROFILES_REBUILD_GRACE_SECONDS": "0",
-            "PROFILES_REBUILD_PROCESSES": str(given.get("processes", 2)),
+            "PROFILES_REBUILD_PROCESSES": str(given.get("processes", 1)),
         }
     )
     started = time.monotonic()
