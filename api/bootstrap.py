@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import pickle
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from adapters.store_config import build_application, ping
 from adapters.telemetry import Telemetry
 from adapters.wakeup import PostgresWakeup
 from api.context import CommandBus, Services
+from api.rebuild_workers import parallel_catch_up
 from domain.application import ProfileApplication, utc_now
 from domain.batch import Outcome
 from domain.commands import Command
@@ -189,6 +191,11 @@ def build_rebuild(
         reader.close()
         client.close()
 
+    elsewhere = None
+    # The clock goes to the worker processes by pickling: an injected closure (a test's fixed
+    # clock) cannot, and such a rebuild runs in this process alone.
+    if settings.rebuild_processes > 1 and _picklable(clock):
+        elsewhere = parallel_catch_up(settings, clock)
     try:
         rebuild = Rebuild(
             reader.recorder,
@@ -199,9 +206,18 @@ def build_rebuild(
             batch_size=settings.rebuild_batch,
             grace_seconds=settings.rebuild_grace_seconds,
             on_progress=on_progress,
+            elsewhere=elsewhere,
         )
     except LookupError:
         close()
         raise
 
     return rebuild, close
+
+
+def _picklable(value: object) -> bool:
+    try:
+        pickle.dumps(value)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True

@@ -18,7 +18,7 @@ from adapters.embedded import start_stack
 from adapters.settings import Settings
 from bench.common import Bench, say
 from bench.report import Row, table, write_json
-from bench.scenarios import Outcome, batched, history, kafka, projection, segments, single
+from bench.scenarios import Outcome, batched, history, kafka, projection, rebuild, segments, single
 
 SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "single": single.run,
@@ -26,6 +26,7 @@ SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "history": history.run,
     "projection": projection.run,
     "segments": segments.run,
+    "rebuild": rebuild.run,
     "kafka": kafka.run,
 }
 

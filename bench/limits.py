@@ -175,3 +175,22 @@ def redis_hincrby(redis_url: str, namespace: str, ops: int, keys: int) -> Rate:
     finally:
         client.close()
     return Rate(ops, elapsed)
+
+
+def postgres_read(database_url: str, table: str = "profiles_events", page: int = 10_000) -> Rate:
+    """Every stored event in store order through a server-side cursor: what a rebuild's reads
+    cost with no decoding, mapping or Redis behind them."""
+    statement = (
+        "SELECT notification_id, originator_id, originator_version, topic, state "
+        f"FROM {table} ORDER BY notification_id"
+    )
+    rows = 0
+    with psycopg.connect(database_url) as conn:
+        started = time.perf_counter()
+        with conn.cursor(name="limit_read") as cursor:
+            cursor.itersize = page
+            cursor.execute(statement)
+            for _ in cursor:
+                rows += 1
+        elapsed = time.perf_counter() - started
+    return Rate(rows, elapsed)

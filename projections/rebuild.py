@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,10 @@ class Progress:
 
 
 ProgressObserver = Callable[[Progress], None]
+# Brings the given versions up to a position elsewhere (other processes), reporting the lowest
+# position reached; returns early when the event is set. The rebuild then carries on from
+# each model's own stored position, so whatever it left undone is done here.
+CatchUpElsewhere = Callable[[Mapping[str, int], int, threading.Event, Callable[[int], None]], None]
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Rebuild:
         batch_size: int = 5_000,
         grace_seconds: float = 2.0,
         on_progress: ProgressObserver | None = None,
+        elsewhere: CatchUpElsewhere | None = None,
     ) -> None:
         known = ", ".join(catalog.names)
         if not names:
@@ -93,6 +98,7 @@ class Rebuild:
         self._batch_size = batch_size
         self._grace = grace_seconds
         self._on_progress = on_progress or (lambda progress: None)
+        self._elsewhere = elsewhere
 
     def run(self, stop: threading.Event | None = None) -> RebuildResult | None:
         """Builds, switches and drops; None when `stop` was set first (resume by running again)."""
@@ -126,6 +132,9 @@ class Rebuild:
             batch_size=self._batch_size,
             on_page=lambda position, head: report("building", position, head),
         )
+        head = self._recorder.max_notification_id() or 0
+        if self._elsewhere is not None and start < head:
+            self._elsewhere(versions, head, stop, lambda at: report("building", at, head))
         while True:
             if stop.is_set():
                 return None

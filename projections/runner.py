@@ -155,7 +155,9 @@ class Projector:
                 for model in self._models:
                     if model.name in applying:
                         settled(model.name, applying.pop(model.name))
-                    mine = [(n, e) for n, e in events if n > positions[model.name]]
+                    after = positions[model.name]
+                    # Usually every model is at the page's start: no copy of the page then.
+                    mine = events if events[0][0] > after else [x for x in events if x[0] > after]
                     if mine:
                         started = time.perf_counter()
                         ops = encode(model.page_changes(mine))

@@ -23,6 +23,14 @@ from projections.segment_eval import Evaluator
 from projections.segment_keys import SegmentKeys
 from projections.segment_state import Definition, EventIndex, ProfileFacts
 
+CUSTOMER_EVENTS = (
+    Customer.Registered,
+    Customer.ProfileErased,
+    Customer.InteractionRecorded,
+    Customer.TraitsUpdated,
+    Customer.ConsentChanged,
+)
+
 
 class Backfill:
     keys: SegmentKeys
@@ -71,7 +79,11 @@ class Backfill:
             if not filling:
                 return False
             scopes = orjson.dumps([d.scope for d in filling]).decode()
-            restart: list[Op] = [Put(track, "position", "0"), Put(track, "scopes", scopes)]
+            restart: list[Op] = [
+                Put(track, "position", "0"),
+                Put(track, "scopes", scopes),
+                Put(track, "profiles", "0"),
+            ]
             return apply(track, cursor, cursor, restart)
         target = max(d.position for d in group)
         if cursor < target:
@@ -81,6 +93,8 @@ class Backfill:
             facts = self.load(
                 {e.originator_id for _, e in page if isinstance(e, Customer.InteractionRecorded)}
             )
+            # Whether any profile existed before the group's definitions: see below.
+            existed = any(isinstance(e, CUSTOMER_EVENTS) for _, e in page)
             now = self.clock()
             indexes: dict[tuple[str, ...], EventIndex] = {}
             for n, e in page:
@@ -93,11 +107,20 @@ class Backfill:
                         e.type, e.properties, e.occurred_at, indexes[wanted], now
                     )
             ops: list[Op] = [Store(self.keys.facts(u), f.to_json()) for u, f in facts.items()]
+            if existed:
+                ops.append(Put(track, "profiles", "1"))
             return apply(track, cursor, page[-1][0], ops)
         # Every profile, evaluated once with complete histories: then the group is live.
+        # Unless no profile had an event before the definitions (a rebuild from 0 of segments
+        # defined first): each profile then met them on its first event, was evaluated with
+        # them from its whole history, and left a due instant for what time changes, as a live
+        # projector would have it; evaluating all of them again changes nothing. A state
+        # written before this flag existed ("profiles" absent) is evaluated, to be safe.
         position = int(self._redis.hget(self.tracking_key, "position") or 0)
         judge = Evaluator(self.model, self.clock())
-        for keys in _chunks(self._redis.scan_iter(match=self.keys.facts("*"), count=500), 500):
+        existing = state.get("profiles", "1") != "0"
+        scanned = self._redis.scan_iter(match=self.keys.facts("*"), count=500) if existing else ()
+        for keys in _chunks(scanned, 500):
             uids = [UUID(k.rsplit("{", 1)[1].rstrip("}")) for k in keys]
             facts = self.load(uids)
             ops = [op for u in uids for op in self.settle(u, facts[u], judge)]

@@ -22,7 +22,7 @@ from domain.score import ScoreModel
 from domain.segment import Segment
 from projections.ops import Append, Drop, Member, Op, Put, Store
 from projections.runner import ApplyOps, PageReader
-from projections.segment_backfill import Backfill
+from projections.segment_backfill import CUSTOMER_EVENTS, Backfill
 from projections.segment_eval import Evaluator, score_moved
 from projections.segment_keys import NAME as NAME  # re-exported: the API and bench name them here
 from projections.segment_keys import SCHEMA, key_text
@@ -280,13 +280,6 @@ class SegmentsReadModel(Backfill):
         return [op for uid in uids for op in self.settle(uid, facts[uid], judge, set())]
 
 
-CUSTOMER_EVENTS = (
-    Customer.Registered,
-    Customer.ProfileErased,
-    Customer.InteractionRecorded,
-    Customer.TraitsUpdated,
-    Customer.ConsentChanged,
-)
 SEGMENT_EVENTS = (Segment.Defined, Segment.Redefined, Segment.Retired)
 
 
