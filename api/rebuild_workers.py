@@ -68,7 +68,7 @@ def _catch_up(
     try:
         factories = read_model_factories(settings, clock, client)
         catalog = Catalog(factories, VersionPointer(client, settings.redis_namespace))
-        models = [catalog.at(name, version) for name, version in versions.items()]
+        models = [catalog.at(name, version, live=False) for name, version in versions.items()]
 
         def on_page(position: int, head: int) -> None:
             reached.value = position
