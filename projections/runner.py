@@ -114,8 +114,11 @@ class Projector:
         self._recorder = recorder
         self._mapper = mapper
         self._redis = redis
-        fixed = list(models) if not callable(models) else None
-        self._source: ModelSource = models if callable(models) else (lambda: fixed or [])
+        if callable(models):
+            self._source: ModelSource = models
+        else:
+            fixed = list(models)
+            self._source = lambda: fixed
         self._models = list(self._source())
         self._batch_size = batch_size
         self._on_batch = on_batch
