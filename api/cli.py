@@ -142,6 +142,14 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _missing(command: str, needs: dict[str, str | None], instead: str) -> bool:
+    """Says which settings `command` lacks (all it needs are named), True if any is unset."""
+    if all(needs.values()):
+        return False
+    print(f"profiles {command} needs {' and '.join(needs)} (or {instead})", file=sys.stderr)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -158,20 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in privacy_cli.COMMANDS:
             return privacy_cli.run(args, settings)
         if args.command in kafka_cli.COMMANDS:
-            if not settings.database_url or not settings.kafka_bootstrap_servers:
-                print(
-                    f"profiles {args.command} needs DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS "
-                    "(or use 'profiles dev --kafka')",
-                    file=sys.stderr,
-                )
+            needs = {"DATABASE_URL": settings.database_url}
+            needs["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+            if _missing(args.command, needs, "use 'profiles dev --kafka'"):
                 return 2
             return kafka_cli.run(args, settings)
-        if not settings.database_url or not settings.redis_url:
-            print(
-                f"profiles {args.command} needs DATABASE_URL and REDIS_URL "
-                "(or use 'profiles dev', which starts embedded servers)",
-                file=sys.stderr,
-            )
+        needs = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+        if _missing(args.command, needs, "use 'profiles dev', which starts embedded servers"):
             return 2
         if args.command == "project":
             return _project(settings)

@@ -67,23 +67,16 @@ def _clock(seconds: float) -> str:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from api.bootstrap import build_rebuild
 
+    if args.all and args.names:
+        print("profiles rebuild: name read models or say --all, not both", file=sys.stderr)
+        return 2
     names = list(READ_MODELS) if args.all else list(args.names)
-    if not names or (args.all and args.names):
-        print(
-            f"profiles rebuild: name the read models ({', '.join(READ_MODELS)}) or say --all",
-            file=sys.stderr,
-        )
-        return 2
-    unknown = [n for n in names if n not in READ_MODELS]
-    if unknown:
-        print(
-            f"profiles rebuild: no read model named {', '.join(unknown)}; "
-            f"the read models are {', '.join(READ_MODELS)}",
-            file=sys.stderr,
-        )
-        return 2
     display = ProgressDisplay(sys.stdout, sys.stdout.isatty())
-    rebuild, close = build_rebuild(settings, names, display)
+    try:
+        rebuild, close = build_rebuild(settings, names, display)
+    except LookupError as error:  # an unknown name, or none: the message lists the models
+        print(f"profiles rebuild: {error} (or say --all)", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -197,18 +197,20 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
             if u in failed:
                 outcomes.append(failed[u])
                 continue
-            before = _pending_counts(unit, batch)
+            results: list[CommandResult] = []
+            registered = batch.registered
             try:
-                outcomes.append(
-                    [self._apply(c, (u, i), batch, known, now) for i, c in enumerate(unit)]
-                )
+                for i, command in enumerate(unit):
+                    results.append(self._apply(command, (u, i), batch, known, now))
             except DomainError as error:
-                if _pending_counts(unit, batch) != before:
+                if results or batch.registered != registered:
                     raise _UnitFailed(u, error) from None
-                # Commands check before they record: a unit refused at its first change left
-                # nothing behind, so the batch goes on instead of starting over.
+                # Commands check before they record: a unit refused at its first command,
+                # having created no customer, left nothing behind, so the batch goes on.
                 failed[u] = error
                 outcomes.append(error)
+                continue
+            outcomes.append(results)
         touched = [c for c in batch.customers.values() if c is not None and c.pending_events]
         if before_commit is not None:
             before_commit(dict(failed))
@@ -300,12 +302,3 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
             )
         batch.pending[slot] = (customer.id, customer.version)
         return CommandResult(cid, customer.version, 0)
-
-
-def _pending_counts(unit: Sequence[Command], batch: Batch) -> list[int]:
-    """How many unsaved events each of the unit's customers holds (-1: none exists yet)."""
-    counts = []
-    for command in unit:
-        customer = batch.customers.get(customer_uuid(command.customer_id))
-        counts.append(-1 if customer is None else len(customer.pending_events))
-    return counts

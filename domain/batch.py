@@ -25,6 +25,8 @@ class Batch:
     duplicates_in_batch: dict[Slot, str] = field(default_factory=dict)
     # Customers erased in this transaction: their keys are shredded in its commit.
     erased: set[UUID] = field(default_factory=set)
+    # Customers created in this transaction; a refused unit that created one must be undone.
+    registered: int = 0
 
     def fill_positions(
         self, outcomes: list[Outcome], positions: Mapping[tuple[UUID | str, int], int]

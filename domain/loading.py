@@ -98,6 +98,7 @@ class CustomerLoading(Application[UUID]):
     def _register(self, customer_id: str, batch: Batch, now: datetime) -> Customer:
         customer = Customer.register(customer_id, at=now)
         batch.customers[customer.id] = customer
+        batch.registered += 1
         return customer
 
     def _take_due_snapshots(self, batch: Batch, touched: list[Customer]) -> None:
