@@ -218,9 +218,7 @@ class ProfileFacts:
                 },
                 "m": self.segments,
                 "d": self.due,
-            },
-            # Canonical: a back-fill and a live page that reach the same facts store the same text.
-            option=orjson.OPT_SORT_KEYS,
+            }
         ).decode()
 
     @classmethod
