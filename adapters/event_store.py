@@ -14,7 +14,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from domain.errors import SourceMoved
@@ -63,6 +63,13 @@ class ProfileRecorder(PostgresApplicationRecorder):
             "SELECT originator_id, originator_version, topic, state, notification_id FROM {t} "
             "WHERE originator_id = %s AND originator_version > %s "
             "ORDER BY originator_version LIMIT %s"
+        ).format(t=named("_events"))
+        # A rebuild's first pass: streams in key order (the primary key's index), one share of
+        # the id space, up to the position it was started at.
+        self._by_stream = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {t} "
+            "WHERE (originator_id, originator_version) > (%s, %s) AND originator_id <= %s "
+            "AND notification_id <= %s ORDER BY originator_id, originator_version LIMIT %s"
         ).format(t=named("_events"))
         self._positions = SQL(
             "SELECT e.originator_id, e.originator_version, e.notification_id FROM {t} e "
@@ -167,6 +174,16 @@ class ProfileRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._stream, (originator_id, after, limit), prepare=True)
             return [(row["notification_id"], _stored(row)) for row in curs.fetchall()]
+
+    def select_by_stream(
+        self, after: tuple[UUID, int], last_id: UUID, until: int, limit: int
+    ) -> list[tuple[int, StoredEvent]]:
+        """Events after `after` (stream id, version) in stream order, of streams up to
+        `last_id` and positions up to `until`, with their positions."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._by_stream, (*after, last_id, until, limit), prepare=True)
+            rows = curs.fetchall()
+        return [(row[0], StoredEvent(row[1], row[2], row[3], row[4])) for row in rows]
 
     def read_for_batch(
         self, event_ids: Collection[str], originator_ids: Collection[UUID]

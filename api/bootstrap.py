@@ -17,7 +17,7 @@ from adapters.store_config import build_application, ping
 from adapters.telemetry import Telemetry
 from adapters.wakeup import PostgresWakeup
 from api.context import CommandBus, Services
-from api.rebuild_workers import parallel_catch_up
+from api.rebuild_workers import share_workers
 from domain.application import ProfileApplication, utc_now
 from domain.batch import Outcome
 from domain.commands import Command
@@ -27,7 +27,7 @@ from projections import profile, score, segments
 from projections.catalog import Catalog, ModelFactory
 from projections.profile import ProfileKeys, ProfileReadModel
 from projections.profile_queries import ProfileQueries
-from projections.rebuild import ProgressObserver, Rebuild
+from projections.rebuild import BuildShares, ProgressObserver, Rebuild
 from projections.runner import Projector
 from projections.score import ScoreKeys, ScoreReadModel
 from projections.segment_queries import SegmentQueries
@@ -182,8 +182,10 @@ def build_rebuild(
     names: Sequence[str],
     on_progress: ProgressObserver | None = None,
     clock: Clock = utc_now,
+    shares: BuildShares | None = None,
 ) -> tuple[Rebuild, Callable[[], None]]:
-    """A rebuild of the named read models, and what closes its connections."""
+    """A rebuild of the named read models, and what closes its connections; its stream
+    pass's shares go to worker processes (`share_workers`) unless `shares` says otherwise."""
     reader = build_application(settings, utc_now, cache=False)
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
 
@@ -191,11 +193,10 @@ def build_rebuild(
         reader.close()
         client.close()
 
-    elsewhere = None
     # The clock goes to the worker processes by pickling: an injected closure (a test's fixed
-    # clock) cannot, and such a rebuild runs in this process alone.
-    if settings.rebuild_processes > 1 and _picklable(clock):
-        elsewhere = parallel_catch_up(settings, clock)
+    # clock) cannot, and such a rebuild builds its shares one after another in this process.
+    if shares is None and settings.rebuild_processes > 1 and _picklable(clock):
+        shares = share_workers(settings, clock)
     try:
         rebuild = Rebuild(
             reader.recorder,
@@ -206,7 +207,8 @@ def build_rebuild(
             batch_size=settings.rebuild_batch,
             grace_seconds=settings.rebuild_grace_seconds,
             on_progress=on_progress,
-            elsewhere=elsewhere,
+            processes=settings.rebuild_processes,
+            shares=shares,
         )
     except LookupError:
         close()

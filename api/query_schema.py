@@ -175,7 +175,9 @@ class ProjectionStatus:
         default=None, description="While rebuilding: the version being built."
     )
     rebuild_position: Long | None = strawberry.field(
-        default=None, description="While rebuilding: the position the new version has reached."
+        default=None,
+        description="While rebuilding: the position the new version has reached (in its first "
+        "pass, stream by stream, the events applied so far).",
     )
 
 

@@ -1,14 +1,14 @@
-"""A rebuild's catch-up split over processes: the segment model in one, the others in another.
+"""A rebuild's stream pass split over processes: each builds one share of the stream ids.
 
-Each process is an ordinary projector over its own read models: it reads and decodes the pages
-itself and applies each page with that model's position, so exactness and resume after a crash
-are the projector's own (a model's position never runs ahead of its data, whatever process
-wrote it). Read models share nothing in Redis, so their order relative to each other does not
-matter; within one model the pages stay in store order. On two cores one Python process is held
-to one core by its GIL while Postgres and Redis leave the other half idle; two use both.
+Each process reads and decodes its own share's streams and applies each page with that
+share's cursor, so exactness and resume after a crash are the stream builder's own
+(`projections.stream_build`). Shares hold different customers, and what they write in common
+(segment member sets, the due set) are set additions that commute. On two cores one Python
+process is held to one core by its GIL while Postgres and Redis leave the other half idle;
+two use both.
 
 A worker dies with the process that started it (Linux: PR_SET_PDEATHSIG), so a rebuild killed
-at any instant leaves no writer behind, only positions to resume from.
+at any instant leaves no writer behind, only cursors to resume from.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
@@ -27,36 +27,39 @@ from adapters.settings import Settings
 from adapters.store_config import build_application
 from domain.application import utc_now
 from domain.ports import Clock
-from projections import segments
 from projections.catalog import Catalog
-from projections.runner import Projector
+from projections.rebuild import BuildShares
+from projections.stream_build import Plan, StreamBuilder
 from projections.versions import VersionPointer
 
-STEP = 100_000  # events per catch_up() call in a worker: how often it looks for a stop
 POLL_SECONDS = 0.5
-
-
-def groups(names: Sequence[str]) -> list[list[str]]:
-    """The segment model (about half the work) apart from the others, when both are asked."""
-    alone = [n for n in names if n == segments.NAME]
-    rest = [n for n in names if n != segments.NAME]
-    return [g for g in (alone, rest) if g]
 
 
 def _die_with_parent() -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent check between steps remains
+    except (OSError, AttributeError):  # not Linux: the parent check between pages remains
         pass
 
 
-def _catch_up(
+class _StopWhenOrphaned(threading.Event):
+    """Set by the parent's halt, or found set once the parent is gone."""
+
+    def __init__(self, halt: Any, parent: int) -> None:
+        super().__init__()
+        self._halt, self._parent = halt, parent
+
+    def is_set(self) -> bool:
+        return self._halt.is_set() or os.getppid() != self._parent
+
+
+def _build_share(
     settings: Settings,
     versions: Mapping[str, int],
-    until: int,
-    stop: Any,  # multiprocessing.Event
-    reached: Any,  # multiprocessing.Value('q')
+    chosen: Plan,
+    index: int,
+    halt: Any,  # multiprocessing.Event
     parent: int,
     clock: Clock,
 ) -> None:
@@ -69,55 +72,39 @@ def _catch_up(
         factories = read_model_factories(settings, clock, client)
         catalog = Catalog(factories, VersionPointer(client, settings.redis_namespace))
         models = [catalog.at(name, version, live=False) for name, version in versions.items()]
-
-        def on_page(position: int, head: int) -> None:
-            reached.value = position
-
-        projector = Projector(
-            reader.recorder,
+        builder = StreamBuilder(
+            reader.recorder,  # type: ignore[arg-type]  # our ProfileRecorder
             reader.mapper,
             client,
             models,
+            chosen,
+            chosen.share(index),
             batch_size=settings.rebuild_batch,
-            on_page=on_page,
         )
-        position = min(projector.position(m) for m in models)
-        while position < until and not stop.is_set() and os.getppid() == parent:
-            projector.catch_up(until=min(position + STEP, until))
-            position = min(projector.position(m) for m in models)
-            reached.value = position
+        builder.run(_StopWhenOrphaned(halt, parent))
     finally:
         reader.close()
         client.close()
 
 
-def parallel_catch_up(
-    settings: Settings, clock: Clock
-) -> Callable[[Mapping[str, int], int, threading.Event, Callable[[int], None]], None]:
-    """What `Rebuild` calls to bring the versions it builds up to a position, in processes."""
+def share_workers(settings: Settings, clock: Clock) -> BuildShares:
+    """What `Rebuild` calls to build a stream pass's shares, one process each."""
 
     def run(
-        versions: Mapping[str, int],
-        until: int,
-        stop: threading.Event,
-        on_position: Callable[[int], None],
+        chosen: Plan, versions: Mapping[str, int], indexes: Iterable[int], stop: threading.Event
     ) -> None:
-        split = groups(list(versions))
-        if len(split) < 2:
-            return  # one group: the rebuild's own projector does it, in this process
         # spawn, not fork: this process holds pools, sockets and threads a fork would copy.
         context = multiprocessing.get_context("spawn")
         halt = context.Event()
-        positions = [context.Value("q", 0) for _ in split]
         workers = [
             context.Process(
-                target=_catch_up,
-                args=(settings, {n: versions[n] for n in group}, until, halt, at, os.getpid()),
+                target=_build_share,
+                args=(settings, dict(versions), chosen, index, halt, os.getpid()),
                 kwargs={"clock": clock},
-                name=f"rebuild-{'+'.join(group)}",
+                name=f"rebuild-share-{index}/{chosen.shares}",
                 daemon=True,
             )
-            for group, at in zip(split, positions, strict=True)
+            for index in indexes
         ]
         for worker in workers:
             worker.start()
@@ -125,7 +112,6 @@ def parallel_catch_up(
             while any(w.is_alive() for w in workers):
                 if stop.wait(POLL_SECONDS):
                     halt.set()
-                on_position(min(p.value for p in positions))
         finally:
             halt.set()
             for worker in workers:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
+from projections import stream_build
 from projections.catalog import Catalog
 from projections.runner import Projector, ReadModel
+from projections.stream_build import Plan, StreamBuilder, StreamRecorder
 from projections.versions import drop_version
 
 logger = logging.getLogger(__name__)
@@ -54,10 +57,10 @@ class Progress:
 
 
 ProgressObserver = Callable[[Progress], None]
-# Brings the given versions up to a position elsewhere (other processes), reporting the lowest
-# position reached; returns early when the event is set. The rebuild then carries on from
-# each model's own stored position, so whatever it left undone is done here.
-CatchUpElsewhere = Callable[[Mapping[str, int], int, threading.Event, Callable[[int], None]], None]
+# Builds the given shares of a stream pass (`stream_build`) for the given versions in other
+# processes; returns early when the event is set. Whatever it left
+# undone is done in this process after it, from each share's own cursor.
+BuildShares = Callable[[Plan, Mapping[str, int], Iterable[int], threading.Event], None]
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ class Rebuild:
         batch_size: int = 5_000,
         grace_seconds: float = 2.0,
         on_progress: ProgressObserver | None = None,
-        elsewhere: CatchUpElsewhere | None = None,
+        processes: int = 1,
+        shares: BuildShares | None = None,
     ) -> None:
         known = ", ".join(catalog.names)
         if not names:
@@ -98,7 +102,8 @@ class Rebuild:
         self._batch_size = batch_size
         self._grace = grace_seconds
         self._on_progress = on_progress or (lambda progress: None)
-        self._elsewhere = elsewhere
+        self._processes = processes
+        self._shares = shares
 
     def run(self, stop: threading.Event | None = None) -> RebuildResult | None:
         """Builds, switches and drops; None when `stop` was set first (resume by running again)."""
@@ -111,19 +116,22 @@ class Rebuild:
         self._claim(models)
         start = min(int(self._redis.hget(m.tracking_key, "position") or 0) for m in models)
 
-        def report(phase: str, position: int, head: int) -> None:
+        def report(phase: str, position: int, head: int, since: int = start) -> None:
             self._on_progress(
                 Progress(
                     names=tuple(versions),
                     versions=tuple(versions.values()),
                     phase=phase,
-                    start=start,
+                    start=since,
                     position=position,
                     head=head,
                     seconds=time.monotonic() - started,
                 )
             )
 
+        earlier = self._stream_pass(models, stop, report)
+        if earlier is None:
+            return None
         projector = Projector(
             self._recorder,
             self._mapper,
@@ -132,9 +140,6 @@ class Rebuild:
             batch_size=self._batch_size,
             on_page=lambda position, head: report("building", position, head),
         )
-        head = self._recorder.max_notification_id() or 0
-        if self._elsewhere is not None and start < head:
-            self._elsewhere(versions, head, stop, lambda at: report("building", at, head))
         while True:
             if stop.is_set():
                 return None
@@ -155,7 +160,73 @@ class Rebuild:
         stop.wait(self._grace)
         self._drop_retired()
         report("done", position, head)
-        return RebuildResult(versions, replaced, position - start, time.monotonic() - started)
+        events = position - start - earlier
+        return RebuildResult(versions, replaced, events, time.monotonic() - started)
+
+    def _stream_pass(
+        self,
+        models: Sequence[ReadModel],
+        stop: threading.Event,
+        report: Callable[..., None],
+    ) -> int | None:
+        """The history up to now, stream by stream, for models built from 0. Returns how many
+        of its events an earlier run applied (0 when there was no pass to make); None if
+        stopped before it was done."""
+        if not isinstance(self._recorder, StreamRecorder):
+            return 0
+        head = self._recorder.max_notification_id() or 0
+        chosen = stream_build.plan(self._redis, models, head, self._processes)
+        if chosen is None:
+            return 0
+        building = stream_build.in_pass(self._redis, models)
+        stream_build.define_all(self._recorder, self._mapper, self._redis, building, chosen.until)
+        before = stream_build.events_done(self._redis, building, chosen)
+
+        def progress() -> None:
+            done = stream_build.events_done(self._redis, building, chosen)
+            report("building", done, chosen.until, before)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="share-workers") as others:
+            elsewhere = None
+            if self._shares is not None and chosen.shares > 1:
+                versions = {m.name: m.version for m in building}
+                indexes = range(1, chosen.shares)  # share 0 is built here meanwhile
+                elsewhere = others.submit(self._shares, chosen, versions, indexes, stop)
+            self._build_shares(building, chosen, [0], stop, progress)
+            while elsewhere is not None and not wait([elsewhere], timeout=1.0).done:
+                progress()
+            if elsewhere is not None:
+                elsewhere.result()  # a worker's failure
+        # What is left, if anything (shares of a rebuild whose clock workers cannot take).
+        self._build_shares(building, chosen, range(chosen.shares), stop, progress)
+        if stop.is_set() or not stream_build.finish(self._redis, building):
+            return None
+        return before
+
+    def _build_shares(
+        self,
+        building: Sequence[ReadModel],
+        chosen: Plan,
+        indexes: Iterable[int],
+        stop: threading.Event,
+        progress: Callable[[], None],
+    ) -> None:
+        assert isinstance(self._recorder, StreamRecorder)
+        for index in indexes:
+            if stop.is_set():
+                return
+            share = chosen.share(index)
+            builder = StreamBuilder(
+                self._recorder,
+                self._mapper,
+                self._redis,
+                building,
+                chosen,
+                share,
+                batch_size=self._batch_size,
+                on_page=lambda events: progress(),
+            )
+            builder.run(stop)
 
     def _claim(self, models: Sequence[ReadModel]) -> None:
         """Stamps each new version with this code's schema. A version half built by code with

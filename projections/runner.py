@@ -20,7 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 from redis.exceptions import ResponseError
 
-from projections.ops import APPLY_BATCH, Op, encode
+from projections.ops import Op, encode
+from projections.scripts import APPLY_BATCH
 
 logger = logging.getLogger(__name__)
 

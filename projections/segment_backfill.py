@@ -6,7 +6,7 @@ A mixin of SegmentsReadModel, which supplies the state it reads (keys, definitio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -62,6 +62,25 @@ class Backfill:
         affected: set[str] | None = None,
     ) -> list[Op]:
         raise NotImplementedError
+
+    def _reload(self) -> None:
+        raise NotImplementedError
+
+    def _segment_event(self, event: Any, position: int) -> list[Op]:
+        raise NotImplementedError
+
+    def define_all(self, events: Sequence[tuple[int, object]]) -> list[Op]:
+        """A rebuild's definitions as they stand where its stream pass ends, live at once:
+        every profile is then built from its whole history under them, so nothing is left
+        to back-fill (as when segments are defined before any profile)."""
+        self._reload()
+        ops = [op for position, event in events for op in self._segment_event(event, position)]
+        for segment_id, definition in self.definitions().items():
+            live = replace(definition, state="live")
+            self.definitions()[segment_id] = live
+            ops.append(Put(self.keys.definitions, segment_id, live.to_json()))
+        self._changed()
+        return ops
 
     def _backfill_step(self, apply: ApplyOps, pages: PageReader) -> bool:
         """Replays history into the facts of every segment still filling, in one pass for all

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from projections.stream_build import PLAN
 from projections.versions import ServingVersions, parse_pointer, pointer_key
 
 
@@ -42,7 +43,7 @@ class StatusReader:
             for m, v in zip(self._models, versions, strict=True):
                 pipe.hgetall(m.tracking(v.serving))
                 if v.building:
-                    pipe.hget(m.tracking(v.building), "position")
+                    pipe.hgetall(m.tracking(v.building))
                 else:
                     pipe.echo("")  # keeps two replies per model
             replies = await pipe.execute()
@@ -58,7 +59,7 @@ class StatusReader:
                     head=max(int(serving.get("head", 0)), position),
                     state="rebuilding" if v.building else "live",
                     rebuild_version=v.building,
-                    rebuild_position=int(building or 0) if v.building else None,
+                    rebuild_position=_reached(building) if v.building else None,
                 )
             )
         return out
@@ -74,3 +75,12 @@ class StatusReader:
                 fields, *replies = await pipe.execute()
             if self._versions.confirm(fields, names):
                 return min((int(r or 0) for r in replies), default=0)
+
+
+def _reached(tracking: dict[str, str]) -> int:
+    """A version's position; in a rebuild's first pass (stream by stream, `stream_build`),
+    which moves no position, the events it has applied, which approach where it will end."""
+    position = int(tracking.get("position", 0))
+    if position or PLAN not in tracking:
+        return position
+    return sum(int(v) for k, v in tracking.items() if k.startswith(PLAN) and k.endswith(":events"))

@@ -25,7 +25,8 @@ from domain.commands import (
     UpdateTraits,
 )
 from domain.errors import CustomerErased, DomainError, NotFound
-from projections.ops import APPLY_BATCH, Incr, encode
+from projections.ops import Incr, encode
+from projections.scripts import APPLY_BATCH
 from tests.integration.readmodels import dump, rebuild
 
 TYPES = ["page_view", "product_view", "add_to_cart", "purchase", "email_open", "newsletter_signup"]
