@@ -45,8 +45,9 @@ def ping(database_url: str, timeout: int = 1) -> None:
 
 
 def build_application(
-    settings: Settings, clock: Clock, *, cache: bool = True
+    settings: Settings, clock: Clock, *, cache: bool = True, key_cache: int = 100_000
 ) -> ProfileApplication:
+    """`cache`: aggregates in memory (writers); `key_cache`: customers' data keys kept."""
     env = application_env(settings)
     if not cache:
         env["AGGREGATE_CACHE_MAXSIZE"] = ""
@@ -60,5 +61,5 @@ def build_application(
         consent_model=settings.consent_model,
         snapshot_interval=settings.snapshot_interval,
         retries=settings.command_retries,
-        vault=PostgresDataKeys(str(settings.database_url)),
+        vault=PostgresDataKeys(str(settings.database_url), cache_size=key_cache),
     )

@@ -186,7 +186,9 @@ def build_rebuild(
 ) -> tuple[Rebuild, Callable[[], None]]:
     """A rebuild of the named read models, and what closes its connections; its stream
     pass's shares go to worker processes (`share_workers`) unless `shares` says otherwise."""
-    reader = build_application(settings, utc_now, cache=False)
+    # The stream pass reads each stream once: keys for the pages in flight suffice.
+    keys = 2 * settings.rebuild_batch
+    reader = build_application(settings, utc_now, cache=False, key_cache=keys)
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
 
     def close() -> None:

@@ -28,6 +28,7 @@ from adapters.store_config import build_application
 from domain.application import utc_now
 from domain.ports import Clock
 from projections.catalog import Catalog
+from projections.collector import few_collections
 from projections.rebuild import BuildShares
 from projections.stream_build import Plan, StreamBuilder
 from projections.versions import VersionPointer
@@ -66,7 +67,8 @@ def _build_share(
     _die_with_parent()
     from api.bootstrap import read_model_factories  # bootstrap imports this module
 
-    reader = build_application(settings, utc_now, cache=False)
+    # Each stream is read once, in one page or two: keys for the pages in flight suffice.
+    reader = build_application(settings, utc_now, cache=False, key_cache=2 * settings.rebuild_batch)
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
     try:
         factories = read_model_factories(settings, clock, client)
@@ -81,7 +83,8 @@ def _build_share(
             chosen.share(index),
             batch_size=settings.rebuild_batch,
         )
-        builder.run(_StopWhenOrphaned(halt, parent))
+        with few_collections():
+            builder.run(_StopWhenOrphaned(halt, parent))
     finally:
         reader.close()
         client.close()

@@ -19,7 +19,7 @@ from domain.customer import Customer
 from domain.normalise import format_utc
 from domain.privacy import forgotten
 from projections.ops import Drop, Incr, Keep, Least, Op, Put, PutIfNewer, Remove
-from projections.versions import FIRST, glob
+from projections.versions import FIRST, KEY_CACHE, glob
 
 NAME = "profile"
 # The stored shape this code writes. Bump it when that changes, then `profiles rebuild profile`:
@@ -48,7 +48,7 @@ class ProfileKeys:
         return [glob(f"{self.namespace}profile:v{self.version}:")]
 
 
-@lru_cache(maxsize=100_000)  # UUID.__str__ is Python code; a batch formats each key many times
+@lru_cache(maxsize=KEY_CACHE)  # UUID.__str__ is Python code; a batch formats each key many times
 def _profile_key(namespace: str, version: int, uid: UUID) -> str:
     return f"{namespace}profile:v{version}:{{{uid}}}"
 

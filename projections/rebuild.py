@@ -21,6 +21,7 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper
 
 from projections import stream_build
 from projections.catalog import Catalog
+from projections.collector import few_collections
 from projections.runner import Projector, ReadModel
 from projections.stream_build import Plan, StreamBuilder, StreamRecorder
 from projections.versions import drop_version
@@ -107,6 +108,10 @@ class Rebuild:
 
     def run(self, stop: threading.Event | None = None) -> RebuildResult | None:
         """Builds, switches and drops; None when `stop` was set first (resume by running again)."""
+        with few_collections():
+            return self._run(stop)
+
+    def _run(self, stop: threading.Event | None) -> RebuildResult | None:
         stop = stop or threading.Event()
         started = time.monotonic()
         pointer = self._catalog.pointer

@@ -17,14 +17,14 @@ from domain.customer import Customer
 from domain.privacy import forgotten
 from domain.score import ScoreModel
 from projections.ops import Drop, Fold, Keep, Op
-from projections.versions import FIRST, glob
+from projections.versions import FIRST, KEY_CACHE, glob
 
 NAME = "score"
 SCHEMA = 1  # the stored shape this code writes (see profile.SCHEMA)
 PENDING_KEPT = 10_000
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=KEY_CACHE)
 def _key(namespace: str, version: int, uid: UUID) -> str:
     return f"{namespace}score:v{version}:{{{uid}}}"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from uuid import UUID
 
-from projections.versions import FIRST, glob
+from projections.versions import FIRST, KEY_CACHE, glob
 
 NAME = "segments"
 SCHEMA = 1  # the stored shape this code writes (see profile.SCHEMA)
@@ -57,6 +57,6 @@ class SegmentKeys:
         return f"{self.base}backfill"
 
 
-@lru_cache(maxsize=100_000)  # UUID.__str__ is Python code; a page formats each id several times
+@lru_cache(maxsize=KEY_CACHE)  # UUID.__str__ is Python code; a page formats each id several times
 def key_text(uid: UUID | str) -> str:
     return str(uid)
