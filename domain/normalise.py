@@ -76,11 +76,13 @@ def parse_utc(value: str | datetime, field: str) -> datetime:
 
 def format_utc(dt: datetime) -> str:
     """Fixed-width `YYYY-MM-DDTHH:MM:SS.ffffffZ`, so string order is time order."""
-    if dt.utcoffset() is None:
-        # A caller bug, not bad input: a naive datetime names no instant.
-        raise ValueError("format_utc needs an aware datetime")
-    # isoformat, unlike strftime's %Y on glibc, zero-pads years before 1000.
-    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if dt.tzinfo is not UTC:  # stored times are UTC already: projections format millions
+        if dt.utcoffset() is None:
+            # A caller bug, not bad input: a naive datetime names no instant.
+            raise ValueError("format_utc needs an aware datetime")
+        dt = dt.astimezone(UTC)
+    # isoformat, unlike strftime's %Y on glibc, zero-pads years before 1000; "+00:00" -> "Z".
+    return dt.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def normalise_traits(

@@ -113,18 +113,37 @@ HANDLERS: dict[type, Callable[[Any, ProfileKeys], list[Op]]] = {
 }
 
 
-def changes(event: object, keys: ProfileKeys) -> list[Op]:
-    """Every event also sets the version, so the view says which history it reflects."""
+def _changes(event: object, keys: ProfileKeys) -> list[Op] | None:
+    """The event's own changes; None when it changes nothing, not even the version."""
     if forgotten(event):
-        return []  # its customer was erased: nothing of it may be shown
+        return None  # its customer was erased: nothing of it may be shown
     uid: UUID = event.originator_id  # type: ignore[attr-defined]
     if isinstance(event, Customer.ProfileErased):
         return [Drop(keys.profile(uid)), Drop(keys.recent(uid))]
     handler = HANDLERS.get(type(event))
-    if handler is None:
-        return []
-    ops = handler(event, keys)
-    return [*ops, Put(keys.profile(uid), "v", str(event.originator_version))]  # type: ignore[attr-defined]
+    return None if handler is None else handler(event, keys)
+
+
+def _version(event: Any, keys: ProfileKeys) -> Put:
+    return Put(keys.profile(event.originator_id), "v", str(event.originator_version))
+
+
+def page_changes(events: Sequence[tuple[int, object]], keys: ProfileKeys) -> list[Op]:
+    """A page's changes. Each profile's version ("v", so the view says which history it
+    reflects) is set once, from its last event there that changed it."""
+    ops: list[Op] = []
+    last: dict[UUID, object] = {}
+    for _, event in events:
+        mine = _changes(event, keys)
+        if mine is None:
+            continue
+        ops += mine
+        uid: UUID = event.originator_id  # type: ignore[attr-defined]
+        if mine and isinstance(mine[0], Drop):
+            last.pop(uid, None)  # nothing may follow a drop but what a later event writes
+        else:
+            last[uid] = event
+    return [*ops, *(_version(event, keys) for event in last.values())]
 
 
 @dataclass(frozen=True)
@@ -146,4 +165,4 @@ class ProfileReadModel:
         return self.keys.patterns
 
     def page_changes(self, events: Sequence[tuple[int, object]]) -> list[Op]:
-        return [op for _, event in events for op in changes(event, self.keys)]
+        return page_changes(events, self.keys)

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 from redis.exceptions import ResponseError
 
+from projections.collector import few_collections
 from projections.ops import Op, encode
 from projections.scripts import APPLY_BATCH
 
@@ -141,6 +142,10 @@ class Projector:
         keep their order, and a model computes its next page only after its previous one is
         applied (the segment model reads what it wrote; every model needs its true position).
         """
+        with few_collections():
+            return self._catch_up(until)
+
+    def _catch_up(self, until: int | None) -> int:
         self._models = list(self._source())
         for model in self._models:
             self.status.setdefault(model.name, Status())

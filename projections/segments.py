@@ -240,13 +240,12 @@ class SegmentsReadModel(Backfill):
             if inside:
                 joined.add(definition.segment_id)
         ops: list[Op] = []
-        stamp_text = format_utc(judge.now)
         for segment_id in sorted(joined.symmetric_difference(profile.segments)):
             inside = segment_id in joined
             ops.append(Member(self.keys.of(uid), segment_id, inside))
             ops.append(Member(self.keys.members(segment_id), profile.customer_id, inside, 0.0))
             if self.publishing:
-                ops.append(self._change(uid, segment_id, inside, stamp_text))
+                ops.append(self._change(uid, segment_id, inside, format_utc(judge.now)))
         profile.segments = sorted(joined)
         ops.append(Store(self.keys.facts(uid), profile.to_json()))
         earliest = _earliest(due)

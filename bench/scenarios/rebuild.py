@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from adapters.settings import Settings
 from bench.common import Bench, say
 from bench.limits import postgres_read, redis_hincrby
 from bench.profiling import sampled
@@ -44,7 +45,7 @@ def run(bench: Bench) -> Outcome:
     say(f"rebuild:   {events:,} events stored in {seed_seconds:.0f}s ({rate:,.0f}/s)")
 
     say(f"rebuild: profiles rebuild --all, {events:,} events, separate process")
-    child = _rebuild(bench, url, settings.redis_namespace, settings.rebuild_batch)
+    child = _rebuild(bench, url, settings)
     rate = child["events"] / child["seconds"]
     per_million = 1_000_000 / rate
     say(
@@ -65,6 +66,7 @@ def run(bench: Bench) -> Outcome:
             "customers": CUSTOMERS,
             "segments": SEGMENTS,
             "batch": settings.rebuild_batch,
+            "processes": settings.rebuild_processes,
             "seed_seconds": seed_seconds,
             "seed_workers": SEED_WORKERS,
             "rebuild": child,
@@ -91,9 +93,15 @@ def run(bench: Bench) -> Outcome:
     return outcome
 
 
-def _rebuild(bench: Bench, url: str, namespace: str, batch: int) -> dict[str, Any]:
-    given = {"database_url": url, "redis_url": bench.redis_url, "namespace": namespace}
-    command = [sys.executable, "-m", "bench.rebuild_child", json.dumps({**given, "batch": batch})]
+def _rebuild(bench: Bench, url: str, settings: Settings) -> dict[str, Any]:
+    given = {
+        "database_url": url,
+        "redis_url": bench.redis_url,
+        "namespace": settings.redis_namespace,
+        "batch": settings.rebuild_batch,
+        "processes": settings.rebuild_processes,
+    }
+    command = [sys.executable, "-m", "bench.rebuild_child", json.dumps(given)]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=os.environ.copy())
     with sampled(bench.profile, process.pid, bench.artifact("rebuild.raw")):

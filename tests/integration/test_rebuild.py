@@ -161,6 +161,7 @@ def test_a_killed_rebuild_resumes_and_equals_a_clean_build(settings: Settings) -
         "REDIS_URL": str(settings.redis_url),
         "PROFILES_REDIS_NAMESPACE": settings.redis_namespace,
         "PROFILES_REBUILD_BATCH": "50",
+        "PROFILES_REBUILD_PROCESSES": "2",  # a worker process too, killed with its parent
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "rebuild", "profile", "score"],
@@ -171,10 +172,10 @@ def test_a_killed_rebuild_resumes_and_equals_a_clean_build(settings: Settings) -
     # The first pass goes stream by stream (`stream_build`): its progress is a cursor per share
     # and a count of the events applied, moved with each page.
     trackings = [f"{settings.redis_namespace}projection:{name}:v2" for name in ("profile", "score")]
-    share = Plan(head, 1).share(0)
+    counts = [f"{Plan(head, 2).share(k).field}:events" for k in (0, 1)]
 
     def applied() -> int:
-        return min(int(client.hget(t, f"{share.field}:events") or 0) for t in trackings)
+        return min(sum(int(n or 0) for n in client.hmget(t, counts)) for t in trackings)
 
     try:
         wait_for(lambda: applied() > head // 3)
