@@ -1,10 +1,12 @@
 """Rebuilds read models from position 0 as a new version beside the serving one, then switches.
 
 The serving version stays live (its projector carries on) while the new one is built from
-the event store in large pages. Once the new version has reached the serving one's position,
-one script call makes it serve (`VersionPointer.switch`); after a grace period the old
-version's keys are deleted. A rebuild that stops (crash, Ctrl-C) resumes from the new
-version's tracking position when started again.
+the event store in large pages: first stream by stream up to the head at the start, in shares
+that worker processes build side by side (`stream_build`), then in store order from there.
+Once the new version has reached the serving one's position, one script call makes it serve
+(`VersionPointer.switch`); after a grace period the old version's keys are deleted. A rebuild
+that stops (crash, Ctrl-C) resumes from the new version's cursors or position when started
+again.
 """
 
 from __future__ import annotations
