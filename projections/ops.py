@@ -182,37 +182,46 @@ def encode(ops: Iterable[Op]) -> bytes:
     """
     out: list[str | int | float] = []
     trims: dict[str, int] = {}
+    # isinstance, the most frequent first: class patterns (`match`) cost a tenth of a rebuild
+    # here, with each op tried against every case above its own.
     for op in compact(ops):
-        match op:
-            case Incr(key, field, by):
-                out += ["I", key, field, by]
-            case Put(key, field, value):
-                out += ["S", key, field, value]
-            case Remove(key, field):
-                out += ["D", key, field]
-            case Least(key, field, value):
-                out += ["MIN", key, field, value]
-            case Greatest(key, field, value):
-                out += ["MAX", key, field, value]
-            case PutIfNewer(key, field, value, stamp_field, stamp):
-                out += ["SN", key, field, value, stamp_field, stamp]
-            case Keep(key, score, member, keep):
-                out += ["Z", key, score, member]
-                trims[key] = keep
-            case Drop(key):
-                out += ["X", key]
-            case Fold(key, weight, at, half_life, pending, now):
-                out += ["F", key, weight, at, half_life, pending, now]
-            case Store(key, value):
-                out += ["SET", key, value]
-            case Append(key, fields, maxlen):
-                out += ["XA", key, maxlen, 2 * len(fields)]
-                out += [text for pair in fields for text in pair]
-            case Member(key, member, present, score):
-                if score is None:
-                    out += ["SA" if present else "SR", key, member]
-                else:
-                    out += ["ZA", key, score, member] if present else ["ZR", key, member]
+        if isinstance(op, Incr):
+            out += ["I", op.key, op.field, op.by]
+        elif isinstance(op, Least):
+            out += ["MIN", op.key, op.field, op.value]
+        elif isinstance(op, Keep):
+            out += ["Z", op.key, op.score, op.member]
+            trims[op.key] = op.keep
+        elif isinstance(op, Fold):
+            out += ["F", op.key, op.weight, op.at, op.half_life, op.pending, op.now]
+        elif isinstance(op, Put):
+            out += ["S", op.key, op.field, op.value]
+        elif isinstance(op, Store):
+            out += ["SET", op.key, op.value]
+        elif isinstance(op, Member):
+            if op.score is None:
+                out += ["SA" if op.present else "SR", op.key, op.member]
+            elif op.present:
+                out += ["ZA", op.key, op.score, op.member]
+            else:
+                out += ["ZR", op.key, op.member]
+        else:
+            out += _rare(op)
     for key, keep in trims.items():
         out += ["T", key, keep]
     return orjson.dumps(out)
+
+
+def _rare(op: Op) -> list[str | int | float]:
+    match op:
+        case Remove(key, field):
+            return ["D", key, field]
+        case Greatest(key, field, value):
+            return ["MAX", key, field, value]
+        case PutIfNewer(key, field, value, stamp_field, stamp):
+            return ["SN", key, field, value, stamp_field, stamp]
+        case Drop(key):
+            return ["X", key]
+        case Append(key, fields, maxlen):
+            return ["XA", key, maxlen, 2 * len(fields), *(text for pair in fields for text in pair)]
+    raise TypeError(f"no encoding for {op!r}")

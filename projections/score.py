@@ -70,9 +70,10 @@ class ScoreReadModel:
         return self.keys.patterns
 
     def page_changes(self, events: Sequence[tuple[int, object]]) -> list[Op]:
-        return [op for _, event in events for op in self.changes(event)]
+        now = self.clock().timestamp()  # one instant per page, as a page is one step
+        return [op for _, event in events for op in self.changes(event, now)]
 
-    def changes(self, event: object) -> list[Op]:
+    def changes(self, event: object, now: float) -> list[Op]:
         if isinstance(event, Customer.ProfileErased):
             uid = event.originator_id
             return [Drop(self.keys.score(uid)), Drop(self.keys.pending(uid))]
@@ -81,7 +82,6 @@ class ScoreReadModel:
         uid = event.originator_id
         weight = self.model.weight(event.type)
         at = event.occurred_at.timestamp()
-        now = self.clock().timestamp()
         if at > now:  # happened "later": counts from its own time, not before
             return [Keep(self.keys.pending(uid), at, f"{event.event_id}|{weight!r}", PENDING_KEPT)]
         half_life = self.model.half_life.total_seconds()
