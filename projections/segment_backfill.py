@@ -76,6 +76,8 @@ class Backfill:
         self._reload()
         ops = [op for position, event in events for op in self._segment_event(event, position)]
         for segment_id, definition in self.definitions().items():
+            if definition.retired:
+                continue  # never back-filled, in store order either
             live = replace(definition, state="live")
             self.definitions()[segment_id] = live
             ops.append(Put(self.keys.definitions, segment_id, live.to_json()))
@@ -109,8 +111,13 @@ class Backfill:
             page = pages(cursor, target)
             if not page:
                 return False
+            # Not an erased customer's: its facts were dropped at the erasure and must stay so.
             facts = self.load(
-                {e.originator_id for _, e in page if isinstance(e, Customer.InteractionRecorded)}
+                {
+                    e.originator_id
+                    for _, e in page
+                    if isinstance(e, Customer.InteractionRecorded) and not forgotten(e)
+                }
             )
             # Whether any profile existed before the group's definitions: see below.
             existed = any(isinstance(e, CUSTOMER_EVENTS) for _, e in page)

@@ -46,7 +46,9 @@ def by_version(dumped: dict[str, Any], *, schedule: bool = True) -> dict[str, An
     Without `schedule`, segment due instants are left out (which profiles are due stays).
     They are hints that may come early: a score that rose past no threshold keeps the instant
     it had, and the profile is then rechecked and rescheduled. Where pages split the history
-    differently (a rebuild, then live pages) they can differ while membership is the same."""
+    differently (a rebuild, then live pages) they can differ while membership is the same. For
+    the same reason a profile whose facts schedule nothing is not counted as due: its entry is
+    a hint left by a segment retired since (it is rechecked once at that instant and dropped)."""
     out: dict[str, Any] = {}
     for name, value in dumped.items():
         if name == "readmodels":
@@ -57,9 +59,17 @@ def by_version(dumped: dict[str, Any], *, schedule: bool = True) -> dict[str, An
         if not schedule and name.startswith("segments:v*:facts:"):
             value = {k: v for k, v in json.loads(value).items() if k != "d"}
         elif not schedule and name == "segments:v*:due":
-            value = sorted(member for member, _ in value)
+            value = [member for member, _ in value]
         out[name] = value
+    if not schedule and "segments:v*:due" in out:
+        out["segments:v*:due"] = sorted(m for m in out["segments:v*:due"] if _schedules(dumped, m))
     return out
+
+
+def _schedules(dumped: dict[str, Any], stream: str) -> bool:
+    """Whether the profile's stored facts name any instant its segments may change."""
+    facts = next((v for k, v in dumped.items() if k.endswith(f":facts:{{{stream}}}")), None)
+    return facts is not None and any(v is not None for v in json.loads(facts).get("d", {}).values())
 
 
 VERSION = re.compile(r"(^|:)v\d+(?=:|$)")
