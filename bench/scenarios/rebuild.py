@@ -2,7 +2,8 @@
 
 The store is seeded first (5 segments, 50,000 customers with traits and consents, interactions
 of seven types with trait and consent changes mixed in; not measured). The rebuild of profile,
-score and segments runs in a process of its own, so its peak RSS is its own. Limits measured in
+score and segments runs in a process of its own (with the worker processes that share its stream
+pass, `PROFILES_REBUILD_PROCESSES`), so the peak RSS is the sum of theirs. Limits measured in
 the same run: raw Redis HINCRBY in pipelines, as many ops as events, and a raw streamed read of
 the same rows from Postgres.
 """
