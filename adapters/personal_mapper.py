@@ -133,8 +133,7 @@ class PersonalDataMapper(Mapper[UUID]):
             inner = dict(state["state"])
             personal = {k: inner.pop(k) for k in PERSONAL_SNAPSHOT_STATE if k in inner}
             return personal, {**state, "state": inner}
-        fields = personal_fields(type(event))
-        return {k: state.pop(k) for k in fields if k in state}, state
+        return {k: state.pop(k) for k in personal_fields(type(event)) if k in state}, state
 
     @staticmethod
     def _join(event: object, clear: dict[str, Any], personal: dict[str, Any]) -> dict[str, Any]:
