@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -62,3 +64,15 @@ def build_application(
         retries=settings.command_retries,
         vault=PostgresDataKeys(str(settings.database_url)),
     )
+
+
+def tune_gc_for_writers() -> None:
+    """For a process that writes through a long-lived application (commands, ingest).
+
+    Cached aggregates are long-lived: collecting the oldest generation as often as the
+    default allows rescans all of them. In `profiles ingest` that was ~17 us of a message's
+    ~65 us of CPU (mostly full collections); in the commands service it showed as tail
+    latency. Almost everything the write path allocates is freed by reference counting, so
+    collections this rare still find the few cycles it leaves.
+    """
+    gc.set_threshold(50_000, 50, 1_000)

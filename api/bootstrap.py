@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import pickle
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,7 +12,7 @@ import redis
 import redis.asyncio as aioredis
 
 from adapters.settings import Settings
-from adapters.store_config import build_application, ping
+from adapters.store_config import build_application, ping, tune_gc_for_writers
 from adapters.telemetry import Telemetry
 from adapters.wakeup import PostgresWakeup
 from api.context import CommandBus, Services
@@ -71,9 +70,7 @@ def build_services(
 ) -> Services:
     services = Services(settings=settings, clock=clock, telemetry=telemetry)
     if "commands" in roles:
-        # Cached aggregates are long-lived: collecting the oldest generation as often as the
-        # default allows rescans all of them and shows up as tail latency.
-        gc.set_threshold(50_000, 50, 1_000)
+        tune_gc_for_writers()
         app = build_application(settings, clock)
         units = telemetry.group_commit_units
 

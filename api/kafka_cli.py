@@ -15,7 +15,7 @@ from adapters.kafka_io import ensure_topics as ensure_topics
 from adapters.kafka_relay import EventRelay
 from adapters.segment_relay import SegmentChangeRelay
 from adapters.settings import Settings
-from adapters.store_config import build_application
+from adapters.store_config import build_application, tune_gc_for_writers
 from adapters.telemetry import Telemetry, setup_telemetry
 from adapters.wakeup import PostgresWakeup
 from domain.application import utc_now
@@ -76,6 +76,7 @@ def start_workers(
 ) -> Workers:
     workers = Workers()
     if ingest:
+        tune_gc_for_writers()
         app = build_application(settings, utc_now)
         worker = IngestWorker(app, settings, telemetry)
         workers.closers.append(app.close)
