@@ -26,7 +26,7 @@ KEY_BYTES = 32  # AES-256
 
 _PREPARE = """
 WITH wanted AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(keys)s::bytea[]) AS w(customer_id, key)
+    SELECT * FROM unnest(%(ids)b::uuid[], %(keys)b::bytea[]) AS w(customer_id, key)
 ), created AS (
     INSERT INTO profiles_data_keys (customer_id, version, key)
     SELECT customer_id, 1, key FROM wanted
@@ -36,10 +36,10 @@ WITH wanted AS (
 SELECT customer_id, version, key FROM created
 UNION ALL
 SELECT k.customer_id, k.version, k.key FROM profiles_data_keys k
-WHERE k.customer_id = ANY(%(ids)s::uuid[])
+WHERE k.customer_id = ANY(%(ids)b::uuid[])
 """
 _LOAD = (
-    "SELECT customer_id, version, key FROM profiles_data_keys WHERE customer_id = ANY(%s::uuid[])"
+    "SELECT customer_id, version, key FROM profiles_data_keys WHERE customer_id = ANY(%b::uuid[])"
 )
 _ROTATE = """
 INSERT INTO profiles_data_keys (customer_id, version, key)

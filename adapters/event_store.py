@@ -77,15 +77,17 @@ class ProfileRecorder(PostgresApplicationRecorder):
             "ON e.originator_id = k.id AND e.originator_version = k.v"
         ).format(t=named("_events"))
         # Kind 0: a claimed eventId; 1: a stream's latest snapshot; 2: its later events.
+        # Arrays go in binary: as text, psycopg formats and escapes each element in Python
+        # (4-5 ms of CPU for a batch's 2,000 eventIds, against ~1 ms).
         self._batch_read = SQL(
-            "WITH ids AS (SELECT DISTINCT unnest(%(ids)s::uuid[]) AS id), "
+            "WITH ids AS (SELECT DISTINCT unnest(%(ids)b::uuid[]) AS id), "
             "snap AS (SELECT DISTINCT ON (s.originator_id) s.originator_id, "
             "s.originator_version, s.topic, s.state FROM {s} s "
             "JOIN ids ON s.originator_id = ids.id "
             "ORDER BY s.originator_id, s.originator_version DESC) "
             "SELECT 0 AS kind, c.event_id, c.originator_id, c.originator_version, "
             "c.notification_id, NULL::text AS topic, NULL::bytea AS state "
-            "FROM {c} c WHERE c.event_id = ANY(%(events)s::text[]) "
+            "FROM {c} c WHERE c.event_id = ANY(%(events)b::text[]) "
             "UNION ALL "
             "SELECT 1, NULL, originator_id, originator_version, NULL, topic, state FROM snap "
             "UNION ALL "

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import fastjsonschema
 import orjson
+from confluent_kafka import Message
 
 from domain.commands import ChangeConsent, Command, RecordInteraction, UpdateTraits
 from domain.errors import DomainError, InvalidInput
+from domain.ports import SourceOffsets
 
 # kind -> schema file. A message without `kind` is an interaction (what trackers send).
 SCHEMA_FILES = {
@@ -126,3 +128,22 @@ def dead_letter_headers(
     if rejection.field:
         headers.append(("dlq.error.field", rejection.field.encode()))
     return headers
+
+
+def batch_offsets(group: str, batch: Sequence[Message]) -> SourceOffsets:
+    """Per partition, the batch's first offset and the next one to read after it."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for message in batch:
+        topic, partition, offset = where(message)
+        span = spans.setdefault((topic, partition), [offset, offset])
+        span[0] = min(span[0], offset)
+        span[1] = max(span[1], offset)
+    entries = tuple((t, p, first, last + 1) for (t, p), (first, last) in sorted(spans.items()))
+    return SourceOffsets(group, entries)
+
+
+def where(message: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed message, which always has all three."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset

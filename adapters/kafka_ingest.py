@@ -17,12 +17,19 @@ import contextlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from adapters.event_store import ProfileRecorder
-from adapters.ingest_messages import MessageReader, Rejection, dead_letter_headers
+from adapters.ingest_messages import (
+    MessageReader,
+    Rejection,
+    batch_offsets,
+    dead_letter_headers,
+    where,
+)
 from adapters.kafka_io import DeliveryFailed, Publisher, client_config
 from adapters.settings import Settings
 from adapters.telemetry import Telemetry
@@ -35,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = 5.0
 Partition = tuple[str, int]
+Decoded = list[Command | Rejection]  # per message of a batch, in order
+Fetched = tuple[list[Message], Future[Decoded]]
 
 
 @dataclass
@@ -74,6 +83,7 @@ class IngestWorker:
         self.lag: dict[Partition, int] = {}  # messages behind each partition's end
         self._sent_to_dlq: set[tuple[str, int, int]] = set()
         self.transient_failures = 0  # batches not stored for a store or broker outage
+        self.reseeks = 0  # times the positions were taken back from Postgres
         if telemetry is not None:
             telemetry.watch_lag("consumer", self._lags)
 
@@ -83,15 +93,36 @@ class IngestWorker:
         self.consumer.subscribe(
             [self.kafka.interactions_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
+        # Decoding (JSON, schema, normalisation) is pure Python: on a helper thread it runs
+        # while this one waits for Postgres to store the batch before, instead of after it.
+        decoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
         try:
+            ahead: Fetched | None = None
             while not stop.is_set():
-                messages = self.consumer.consume(self.kafka.ingest_batch, timeout=0.5)
-                batch = [m for m in messages if self._usable(m)]
-                if batch:
-                    self.process(batch, stop)
+                current = ahead or self._fetch(decoder, timeout=0.5)
+                ahead = None
+                if current is not None:
+                    # The next batch is taken now (from what the client has already fetched)
+                    # so that it decodes during this one's commit.
+                    ahead = self._fetch(decoder, timeout=0)
+                    reseeks = self.reseeks
+                    batch, decoding = current
+                    self.process(batch, stop, decoding.result())
+                    if self.reseeks != reseeks:
+                        ahead = None  # read before the re-seek: it may skip what is re-read
                 self._measure_lag()
         finally:
+            decoder.shutdown(wait=True, cancel_futures=True)
             self.close()
+
+    def _fetch(self, decoder: ThreadPoolExecutor, timeout: float) -> Fetched | None:
+        messages = self.consumer.consume(self.kafka.ingest_batch, timeout=timeout)
+        batch = [m for m in messages if self._usable(m)]
+        return (batch, decoder.submit(self._decode, batch)) if batch else None
+
+    def _decode(self, batch: Sequence[Message]) -> Decoded:
+        now = self.app.clock()
+        return [self.reader.read(message.value(), now) for message in batch]
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):  # already closed
@@ -108,7 +139,11 @@ class IngestWorker:
         topic, partition, offset = where(message)
         key = (topic, partition)
         self.high_watermarks[key] = max(self.high_watermarks.get(key, 0), offset)
-        stored = self.positions.get(key)
+        return self._ours(message)
+
+    def _ours(self, message: Message) -> bool:
+        topic, partition, offset = where(message)
+        stored = self.positions.get((topic, partition))
         # Not ours any more, or already stored (a replay, a seek that raced a fetch): skip.
         return stored is not None and offset >= stored
 
@@ -128,6 +163,7 @@ class IngestWorker:
     def _reseek(self) -> None:
         """Another consumer stored offsets past ours: take Postgres's word and seek there."""
         stored = self.recorder.consumer_offsets(self.kafka.group_id, self.kafka.interactions_topic)
+        self.reseeks += 1
         for topic, partition in list(self.positions):
             offset = stored.get(partition, 0)
             self.positions[(topic, partition)] = offset
@@ -140,12 +176,19 @@ class IngestWorker:
 
     # ---------------------------------------------------------------- one batch
 
-    def process(self, batch: Sequence[Message], stop: threading.Event | None = None) -> None:
+    def process(
+        self,
+        batch: Sequence[Message],
+        stop: threading.Event | None = None,
+        decoded: Decoded | None = None,
+    ) -> None:
         """Stores one batch, retrying store outages until it is stored (or `stop` is set)."""
         delay = 0.1
+        if decoded is None:
+            decoded = self._decode(batch)
         while True:
             try:
-                result = self.apply(batch)
+                result = self.apply(batch, decoded)
             except SourceMoved:
                 logger.warning("offsets moved under this worker (a rebalance); re-seeking")
                 self._reseek()
@@ -157,24 +200,28 @@ class IngestWorker:
                     return
                 delay = min(delay * 2, MAX_BACKOFF)
                 continue
-            if self.telemetry is not None:
+            if self.telemetry is not None and result.messages:
                 self.telemetry.ingest_batch.record(result.messages)
             return
 
-    def apply(self, batch: Sequence[Message]) -> BatchResult:
+    def apply(self, batch: Sequence[Message], decoded: Decoded) -> BatchResult:
         """One transaction: the batch's commands and offsets; rejects dead-lettered first."""
-        now = self.app.clock()
+        # Checked again: a batch read ahead was read before the one in front of it committed
+        # (a rebalance meanwhile may have re-read offsets from Postgres behind it).
+        kept = [(m, d) for m, d in zip(batch, decoded, strict=True) if self._ours(m)]
+        batch = [m for m, _ in kept]
+        if not batch:
+            return BatchResult(0, 0, 0)
         units: list[list[Command]] = []
         owners: list[Message] = []
         rejected: list[tuple[Message, Rejection]] = []
-        for message in batch:
-            outcome = self.reader.read(message.value(), now)
+        for message, outcome in kept:
             if isinstance(outcome, Rejection):
                 rejected.append((message, outcome))
             else:
                 units.append([outcome])
                 owners.append(message)
-        offsets = _offsets(self.kafka.group_id, batch)
+        offsets = batch_offsets(self.kafka.group_id, batch)
 
         def dead_letter_failures(failed: Mapping[int, DomainError]) -> None:
             late = [(owners[u], Rejection.of(error)) for u, error in failed.items()]
@@ -241,24 +288,6 @@ class IngestWorker:
 
     def _lags(self) -> list[tuple[float, Mapping[str, str | int]]]:
         return [(n, {"topic": t, "partition": p}) for (t, p), n in self.lag.items()]
-
-
-def _offsets(group: str, batch: Sequence[Message]) -> SourceOffsets:
-    spans: dict[Partition, list[int]] = {}
-    for message in batch:
-        topic, partition, offset = where(message)
-        span = spans.setdefault((topic, partition), [offset, offset])
-        span[0] = min(span[0], offset)
-        span[1] = max(span[1], offset)
-    entries = tuple((t, p, first, last + 1) for (t, p), (first, last) in sorted(spans.items()))
-    return SourceOffsets(group, entries)
-
-
-def where(message: Message) -> tuple[str, int, int]:
-    """(topic, partition, offset) of a consumed message, which always has all three."""
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    assert topic is not None and partition is not None and offset is not None
-    return topic, partition, offset
 
 
 def _bytes(value: str | bytes | None) -> bytes:

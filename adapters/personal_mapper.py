@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from functools import cache
 from typing import Any, Protocol, cast
 from uuid import UUID
@@ -35,6 +35,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
+from adapters.event_json import EventJSON
 from domain.customer import Customer
 from domain.privacy import (
     FORGOTTEN,
@@ -76,10 +77,32 @@ class PersonalDataMapper(Mapper[UUID]):
     def __init__(self, transcoder: Transcoder, keys: KeyLookup) -> None:
         super().__init__(transcoder)
         self.keys = keys
+        self.json = EventJSON(transcoder)
 
     # ---------------------------------------------------------------- writing
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        return self.to_stored_events([domain_event])[0]
+
+    def to_stored_events(
+        self, domain_events: Sequence[DomainEventProtocol[UUID]]
+    ) -> list[StoredEvent]:
+        """A transaction's events: each customer's key is looked up once, and the nonces come
+        from one read of the OS's random source (the same bytes as one read per event)."""
+        nonces = os.urandom(_NONCE * len(domain_events))
+        ciphers: dict[UUID, tuple[int, AESGCM]] = {}
+        stored: list[StoredEvent] = []
+        for n, domain_event in enumerate(domain_events):
+            nonce = nonces[n * _NONCE : (n + 1) * _NONCE]
+            stored.append(self._stored(domain_event, nonce, ciphers))
+        return stored
+
+    def _stored(
+        self,
+        domain_event: DomainEventProtocol[UUID],
+        nonce: bytes,
+        ciphers: dict[UUID, tuple[int, AESGCM]],
+    ) -> StoredEvent:
         state = dict(vars(domain_event))
         uid: UUID = state.pop("originator_id")
         version: int = state.pop("originator_version")
@@ -87,12 +110,14 @@ class PersonalDataMapper(Mapper[UUID]):
         if class_version > 1:
             state["class_version"] = class_version
         personal, clear = self._split(domain_event, state)
-        encode = self.transcoder.encode
+        encode = self.json.encode
         if not holds_personal_data(personal):
             stored = encode(self._join(domain_event, clear, personal))
         else:
-            key_version, cipher = self.keys.for_writing(uid)
-            nonce = os.urandom(_NONCE)
+            key = ciphers.get(uid)
+            if key is None:
+                key = ciphers[uid] = self.keys.for_writing(uid)
+            key_version, cipher = key
             sealed = cipher.encrypt(nonce, encode(personal), _aad(uid, version))
             clear_json = encode(clear)
             stored = b"".join(
@@ -108,8 +133,7 @@ class PersonalDataMapper(Mapper[UUID]):
             inner = dict(state["state"])
             personal = {k: inner.pop(k) for k in PERSONAL_SNAPSHOT_STATE if k in inner}
             return personal, {**state, "state": inner}
-        fields = personal_fields(type(event))
-        return {k: state.pop(k) for k in fields if k in state}, state
+        return {k: state.pop(k) for k in personal_fields(type(event)) if k in state}, state
 
     @staticmethod
     def _join(event: object, clear: dict[str, Any], personal: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import pickle
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 import redis
 import redis.asyncio as aioredis
 
+from adapters.collector import tune_for_writers
 from adapters.settings import Settings
 from adapters.store_config import build_application, ping
 from adapters.telemetry import Telemetry
@@ -71,9 +71,7 @@ def build_services(
 ) -> Services:
     services = Services(settings=settings, clock=clock, telemetry=telemetry)
     if "commands" in roles:
-        # Cached aggregates are long-lived: collecting the oldest generation as often as the
-        # default allows rescans all of them and shows up as tail latency.
-        gc.set_threshold(50_000, 50, 1_000)
+        tune_for_writers()
         app = build_application(settings, clock)
         units = telemetry.group_commit_units
 

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from adapters.collector import tune_for_writers
 from adapters.kafka_ingest import IngestWorker
 from adapters.kafka_io import Publisher, client_config
 from adapters.kafka_io import ensure_topics as ensure_topics
@@ -76,6 +77,7 @@ def start_workers(
 ) -> Workers:
     workers = Workers()
     if ingest:
+        tune_for_writers()
         app = build_application(settings, utc_now)
         worker = IngestWorker(app, settings, telemetry)
         workers.closers.append(app.close)

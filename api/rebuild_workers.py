@@ -23,12 +23,12 @@ from typing import Any
 
 import redis
 
+from adapters.collector import few_collections
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from domain.application import utc_now
 from domain.ports import Clock
 from projections.catalog import Catalog
-from projections.collector import few_collections
 from projections.rebuild import BuildShares
 from projections.stream_build import Plan, StreamBuilder
 from projections.versions import VersionPointer

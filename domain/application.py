@@ -12,9 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
-from eventsourcing.application import (
-    ProcessingEvent,
-)
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import (
     IntegrityError,
@@ -47,6 +44,7 @@ from domain.ports import (
     SourceOffsets,
 )
 from domain.segment_cases import SegmentCases
+from domain.storing import EventStoring
 from domain.transcodings import ConsentStateAsDict
 
 logger = logging.getLogger(__name__)
@@ -62,7 +60,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
+class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases):
     name = "profiles"
     snapshot_class = Snapshot
 
@@ -215,24 +213,19 @@ class ProfileApplication(CustomerLoading, SegmentCases, AuditCases):
         if before_commit is not None:
             before_commit(dict(failed))
         if touched or offsets is not None:
-            # What Application.save does, minus its runtime Protocol checks per aggregate,
-            # which cost more than the insert itself at thousands of aggregates a second.
-            processing = ProcessingEvent[UUID]()
-            for customer in touched:
-                processing.events.extend(customer.collect_events())
-                processing.aggregates[customer.id] = customer
-            processing.saved_kwargs["interactions"] = list(batch.claims.values())
-            processing.saved_kwargs["shred"] = sorted(batch.erased)
-            processing.saved_kwargs["offsets"] = offsets
             if self.vault is not None:
                 self.vault.prepare([c.id for c in touched])
-            recordings = self._record(processing)
+            stored = self._store(
+                touched,
+                interactions=list(batch.claims.values()),
+                shred=sorted(batch.erased),
+                offsets=offsets,
+            )
             if self.vault is not None and batch.erased:
                 self.vault.forget(batch.erased)
-            self.events_written += len(recordings)
-            positions = {
-                (r.notification.originator_id, r.notification.originator_version): r.notification.id
-                for r in recordings
+            self.events_written += len(stored)
+            positions: dict[tuple[UUID | str, int], int] = {
+                (uid, version): position for uid, version, position in stored
             }
             self._take_due_snapshots(batch, touched)
         else:

@@ -11,10 +11,11 @@ import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from domain.countries import ISO_3166_ALPHA2
 from domain.errors import InvalidInput
+from domain.plain_json import NOT_PLAIN, plain_copy, surely_within, valid_text
 
 JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 
@@ -116,7 +117,8 @@ def validate_properties(
     if not isinstance(raw, dict):
         example = '{"productId": "sku-1"}'
         raise InvalidInput(field, f"must be a JSON object such as {example}, not {_kind(raw)}")
-    out = _copy_object(raw, field, 0)
+    plain = plain_copy(raw, 0, _MAX_DEPTH, _RESERVED_KEYS)
+    out = _copy_object(raw, field, 0) if plain is NOT_PLAIN else cast(dict[str, JSONValue], plain)
     _check_size(out, field, max_bytes)
     return out
 
@@ -267,14 +269,14 @@ def _check_finite(value: float, path: str) -> float:
 def _check_text(value: str, path: str, max_len: int | None = None) -> None:
     if max_len is not None and len(value) > max_len:
         raise InvalidInput(path, f"is {len(value)} characters; at most {max_len} are accepted")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
+    if not valid_text(value):
         # json.loads lets a lone "\ud800" escape through; the store's UTF-8 encoding would not.
-        raise InvalidInput(path, "has an unpaired UTF-16 surrogate; send valid Unicode") from None
+        raise InvalidInput(path, "has an unpaired UTF-16 surrogate; send valid Unicode")
 
 
 def _check_size(value: dict[str, JSONValue], field: str, max_bytes: int) -> None:
+    if surely_within(value, max_bytes):
+        return
     size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     if size > max_bytes:
         raise InvalidInput(field, f"is {size} bytes; the limit is {max_bytes}")

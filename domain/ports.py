@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 
 Clock = Callable[[], datetime]
@@ -72,6 +73,15 @@ class EventIndex(Protocol):
         """In one round trip: which eventIds are claimed, and each stream's latest snapshot
         (if any) followed by its later events."""
         ...
+
+
+@runtime_checkable
+class BatchMapper(Protocol):
+    """A mapper that maps a transaction's events in one call (keys looked up once each)."""
+
+    def to_stored_events(
+        self, domain_events: Sequence[DomainEventProtocol[UUID]]
+    ) -> list[StoredEvent]: ...
 
 
 @runtime_checkable

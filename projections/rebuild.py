@@ -21,9 +21,9 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
+from adapters.collector import few_collections
 from projections import stream_build
 from projections.catalog import Catalog
-from projections.collector import few_collections
 from projections.runner import Projector, ReadModel
 from projections.stream_build import Plan, StreamBuilder, StreamRecorder
 from projections.versions import drop_version

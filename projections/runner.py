@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 from redis.exceptions import ResponseError
 
-from projections.collector import few_collections
+from adapters.collector import few_collections
 from projections.ops import Op, encode
 from projections.scripts import APPLY_BATCH
 
