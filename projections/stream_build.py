@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
@@ -151,6 +151,8 @@ def events_done(redis: Any, models: Sequence[ReadModel], chosen: Plan) -> int:
 
 
 Cursor = tuple[UUID, int]
+# A page's rows (for its end cursor) and its customer events with their cursors.
+_Page = tuple[list[tuple[int, StoredEvent]], list[tuple[int, object, Cursor]]]
 
 
 class StreamBuilder:
@@ -228,7 +230,7 @@ class StreamBuilder:
         stream, version = cursor.split("/")
         return (UUID(stream), int(version))
 
-    def _pages(self, start: Cursor | None, stop: threading.Event | None) -> Any:
+    def _pages(self, start: Cursor | None, stop: threading.Event | None) -> Iterator[_Page]:
         """(rows, decoded customer events with their keys) per page, the last page empty;
         the next page is read and decoded while this one is applied."""
         if start is None:
@@ -243,9 +245,7 @@ class StreamBuilder:
                 if not rows or (stop and stop.is_set()):
                     return
 
-    def _read(
-        self, after: Cursor
-    ) -> tuple[list[tuple[int, StoredEvent]], list[tuple[int, object, Cursor]]]:
+    def _read(self, after: Cursor) -> _Page:
         rows = self._recorder.select_by_stream(
             after, self._share.last, self._plan.until, self._batch_size
         )
