@@ -187,25 +187,28 @@ class Rebuild:
             return 0
         building = stream_build.in_pass(self._redis, models)
         stream_build.define_all(self._recorder, self._mapper, self._redis, building, chosen.until)
-        before = stream_build.events_done(self._redis, building, chosen)
+        before = stream_build.events_done(self._redis, building)
 
         def progress() -> None:
-            done = stream_build.events_done(self._redis, building, chosen)
+            done = stream_build.events_done(self._redis, building)
             report("building", done, chosen.until, before)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="share-workers") as others:
+            # Share 0 here, the others in worker processes meanwhile; all here when the
+            # clock cannot go to workers (a test's closure) or one process is asked for.
+            here = range(chosen.shares)
             elsewhere = None
             if self._shares is not None and chosen.shares > 1:
                 versions = {m.name: m.version for m in building}
-                indexes = range(1, chosen.shares)  # share 0 is built here meanwhile
-                elsewhere = others.submit(self._shares, chosen, versions, indexes, stop)
-            self._build_shares(building, chosen, [0], stop, progress)
+                here = range(1)
+                elsewhere = others.submit(
+                    self._shares, chosen, versions, range(1, chosen.shares), stop
+                )
+            self._build_shares(building, chosen, here, stop, progress)
             while elsewhere is not None and not wait([elsewhere], timeout=1.0).done:
                 progress()
             if elsewhere is not None:
                 elsewhere.result()  # a worker's failure
-        # What is left, if anything (shares of a rebuild whose clock workers cannot take).
-        self._build_shares(building, chosen, range(chosen.shares), stop, progress)
         if stop.is_set() or not stream_build.finish(self._redis, building):
             return None
         return before

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from projections.stream_build import PLAN
+from projections.stream_build import PLAN, applied
 from projections.versions import ServingVersions, parse_pointer, pointer_key
 
 
@@ -83,4 +83,4 @@ def _reached(tracking: dict[str, str]) -> int:
     position = int(tracking.get("position", 0))
     if position or PLAN not in tracking:
         return position
-    return sum(int(v) for k, v in tracking.items() if k.startswith(PLAN) and k.endswith(":events"))
+    return applied(tracking)

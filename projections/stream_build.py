@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
@@ -143,11 +143,16 @@ def finish(redis: Any, models: Sequence[ReadModel]) -> bool:
     return all(done(args=[m.tracking_key]) for m in models)
 
 
-def events_done(redis: Any, models: Sequence[ReadModel], chosen: Plan) -> int:
+def applied(tracking: Mapping[str, str]) -> int:
+    """Events a model's pass has applied, over all shares, from its tracking hash."""
+    return sum(
+        int(v) for k, v in tracking.items() if k.startswith(f"{PLAN}:") and k.endswith(":events")
+    )
+
+
+def events_done(redis: Any, models: Sequence[ReadModel]) -> int:
     """Events applied so far by the model furthest behind, over all shares."""
-    fields = [f"{chosen.share(k).field}:events" for k in range(chosen.shares)]
-    counts = [redis.hmget(m.tracking_key, fields) for m in models]
-    return min((sum(int(c or 0) for c in row) for row in counts), default=0)
+    return min((applied(redis.hgetall(m.tracking_key)) for m in models), default=0)
 
 
 Cursor = tuple[UUID, int]
