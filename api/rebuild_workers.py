@@ -13,10 +13,8 @@ at any instant leaves no writer behind, only cursors to resume from.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
-import signal
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,6 +24,7 @@ import redis
 from adapters.collector import few_collections
 from adapters.settings import Settings
 from adapters.store_config import build_application
+from api.child_processes import StopWhenOrphaned, configure_logging, die_with_parent
 from domain.application import utc_now
 from domain.ports import Clock
 from projections.catalog import Catalog
@@ -34,25 +33,6 @@ from projections.stream_build import Plan, StreamBuilder
 from projections.versions import VersionPointer
 
 POLL_SECONDS = 0.5
-
-
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent check between pages remains
-        pass
-
-
-class _StopWhenOrphaned(threading.Event):
-    """Set by the parent's halt, or found set once the parent is gone."""
-
-    def __init__(self, halt: Any, parent: int) -> None:
-        super().__init__()
-        self._halt, self._parent = halt, parent
-
-    def is_set(self) -> bool:
-        return self._halt.is_set() or os.getppid() != self._parent
 
 
 def _build_share(
@@ -64,7 +44,8 @@ def _build_share(
     parent: int,
     clock: Clock,
 ) -> None:
-    _die_with_parent()
+    die_with_parent()
+    configure_logging(f"rebuild share {index}/{chosen.shares}")
     from api.bootstrap import read_model_factories  # bootstrap imports this module
 
     # Each stream is read once, in one page or two: keys for the pages in flight suffice.
@@ -84,7 +65,7 @@ def _build_share(
             batch_size=settings.rebuild_batch,
         )
         with few_collections():
-            builder.run(_StopWhenOrphaned(halt, parent))
+            builder.run(StopWhenOrphaned(halt, parent))
     finally:
         reader.close()
         client.close()

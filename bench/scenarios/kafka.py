@@ -1,8 +1,14 @@
-"""`kafka`: interactions produced to the topic until stored by `profiles ingest`, end to end."""
+"""`kafka`: interactions produced to the topic until stored by `profiles ingest`, end to end.
+
+`profiles ingest` runs as it is deployed: PROFILES_INGEST_PROCESSES consumer processes (2 by
+default), on a topic with two partitions per process so that each gets an equal share. The
+clock starts once every process holds its partitions (from their "assigned" log lines) and
+has stored a warm-up message on each: a group still forming would rebalance mid-run."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +36,9 @@ POOL = 10_000
 INGEST = Target("value", ">=", 20_000, ">= 20,000/s")
 SHARE = Target("ratio", ">=", 0.30, ">= 30% of COPY")
 PATIENCE = 600.0  # seconds without progress before the scenario gives up
+# A child names itself "[ingest K]"; a one-process worker logs without it.
+_ASSIGNED = re.compile(r"(?:\[(?P<who>ingest \d+)\])?: assigned \{(?P<map>[^}]*)\}")
+_PARTITION = re.compile(r"(\d+):")
 
 
 def run(bench: Bench) -> Outcome:
@@ -43,20 +52,29 @@ def run(bench: Bench) -> Outcome:
         session_timeout_ms=6_000,
     )
     settings = replace(bench.settings_for(bench.new_database("kafka")), kafka=kafka)
-    ensure_topics(settings, partitions=3)
+    processes = bench.settings.kafka.ingest_processes
+    partitions = 2 * processes
+    ensure_topics(settings, partitions=partitions)
     worker = _ingest_process(settings)
+    assignments = _Assignments(worker, processes)
     try:
-        _produce(settings, [_message("warm-up", 0)])
-        _wait_stored(settings, 1, worker)  # joined the group and warm: the clock starts now
-        say(f"kafka: producing {count:,} interactions while `profiles ingest` stores them")
+        warm = [(p, *_message("warm-up", p)) for p in range(partitions)]
+        _produce(settings, warm)
+        _wait_stored(settings, partitions, worker)
+        assignments.wait_settled(partitions)  # the clock starts now
+        say(
+            f"kafka: producing {count:,} interactions while `profiles ingest` ({processes} "
+            f"processes, {partitions} partitions) stores them"
+        )
         started = time.perf_counter()
         producer = threading.Thread(
-            target=_produce, args=(settings, (_message(tag, n) for n in range(1, count + 1)))
+            target=_produce,
+            args=(settings, ((None, *_message(tag, n)) for n in range(1, count + 1))),
         )
         producer.start()
         producer.join()
         produced = time.perf_counter() - started
-        _wait_stored(settings, count + 1, worker)
+        _wait_stored(settings, count + partitions, worker)
         elapsed = time.perf_counter() - started
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -64,15 +82,15 @@ def run(bench: Bench) -> Outcome:
     rate = count / elapsed
     say(f"kafka:   {rate:,.0f} interactions/s end to end (produced in {produced:.1f}s)")
     stored = _interactions(settings)
-    if stored != count + 1:
-        outcome.failures.append(f"kafka: {stored:,} interactions stored of {count + 1:,}")
+    if stored != count + partitions:
+        outcome.failures.append(f"kafka: {stored:,} interactions stored of {count + partitions:,}")
     say(f"kafka: limit: raw COPY (binary) of {count:,} event-sized rows")
     copy = raw_copy(bench.new_database("kafka_copy", migrated=False), count)
     say(f"kafka:   {copy.per_second:,.0f} rows/s")
     outcome.rows = [
         Row(
             "kafka",
-            f"ingest, produce -> stored, {count:,} messages",
+            f"ingest ({processes} processes), produce -> stored, {count:,} messages",
             rate,
             "/s",
             f"raw COPY, {count:,} rows",
@@ -81,7 +99,12 @@ def run(bench: Bench) -> Outcome:
         )
     ]
     outcome.details.update(
-        count=count, seconds=elapsed, produce_seconds=produced, copy=copy.as_dict()
+        count=count,
+        processes=processes,
+        partitions=partitions,
+        seconds=elapsed,
+        produce_seconds=produced,
+        copy=copy.as_dict(),
     )
     return outcome
 
@@ -96,10 +119,11 @@ def _produce(settings: Settings, messages: object) -> None:
     producer = Producer(
         {"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 20, "acks": "all"}
     )
-    for key, value in messages:  # type: ignore[attr-defined]
+    for partition, key, value in messages:  # type: ignore[attr-defined]
+        where = {} if partition is None else {"partition": partition}
         while True:
             try:
-                producer.produce(settings.kafka.interactions_topic, value, key)
+                producer.produce(settings.kafka.interactions_topic, value, key, **where)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -121,8 +145,43 @@ def _ingest_process(settings: Settings) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "api.cli", "ingest"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
+
+
+class _Assignments:
+    """Each ingest process's latest partitions, read from its "assigned {...}" log lines."""
+
+    def __init__(self, worker: subprocess.Popen[bytes], processes: int) -> None:
+        self.processes = processes
+        self.latest: dict[str, set[int]] = {}
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, args=(worker,), daemon=True)
+        self.reader.start()
+
+    def _read(self, worker: subprocess.Popen[bytes]) -> None:
+        assert worker.stderr is not None
+        for line in worker.stderr:  # read to the end, or a full pipe would stall the worker
+            found = _ASSIGNED.search(line.decode(errors="replace"))
+            if found:
+                with self.changed:
+                    held = {int(p) for p in _PARTITION.findall(found["map"])}
+                    self.latest[found["who"] or "ingest"] = held
+                    self.changed.notify_all()
+
+    def wait_settled(self, partitions: int) -> None:
+        """Until every process holds a disjoint share and together they hold them all."""
+        deadline = time.monotonic() + PATIENCE
+        with self.changed:
+            while not self._settled(partitions):
+                if not self.changed.wait(max(deadline - time.monotonic(), 0)):
+                    raise RuntimeError(f"ingest processes never settled: {self.latest}")
+
+    def _settled(self, partitions: int) -> bool:
+        shares = [s for s in self.latest.values() if s]
+        held = set().union(*shares) if shares else set()
+        disjoint = sum(len(s) for s in shares) == len(held)
+        return len(shares) == self.processes and disjoint and held == set(range(partitions))
 
 
 def _consumed(settings: Settings) -> int:

@@ -3,6 +3,9 @@ an ingest worker on a thread, and what the event store holds."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -10,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,6 +28,7 @@ from domain.application import utc_now
 
 # A generous bound on waits, so that a broken worker fails the test instead of hanging it.
 PATIENCE = 180.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def kafka_settings(settings: Settings, bootstrap: str) -> Settings:
@@ -113,6 +118,54 @@ def ingesting(settings: Settings) -> Iterator[IngestWorker]:
         stop.set()
         thread.join(timeout=30)
         app.close()
+
+
+def ingest_process(
+    settings: Settings, *, processes: int, batch: int, stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """`profiles ingest` as its own process (with `processes` consumer children when > 1)."""
+    kafka = settings.kafka
+    env = {
+        **os.environ,
+        "DATABASE_URL": str(settings.database_url),
+        "KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+        "PROFILES_KAFKA_INTERACTIONS_TOPIC": kafka.interactions_topic,
+        "PROFILES_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
+        "PROFILES_KAFKA_GROUP_ID": kafka.group_id,
+        "PROFILES_KAFKA_SESSION_TIMEOUT_MS": str(kafka.session_timeout_ms),
+        "PROFILES_INGEST_BATCH": str(batch),
+        "PROFILES_INGEST_PROCESSES": str(processes),
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "ingest"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def stored_offsets(settings: Settings) -> int:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
+
+import pytest
 
 from adapters.settings import Settings
 from tests.integration.kafka_support import (
     PATIENCE,
+    alive,
+    children_of,
     event_counts,
+    ingest_process,
     interaction,
     kafka_settings,
     produce,
@@ -21,34 +22,16 @@ from tests.integration.kafka_support import (
     wait_consumed,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 INTERACTIONS, GRANTS = 5_000, 1_000
+BATCH = 61  # small, odd batches: many instants to die in
 
 
-def ingest_process(settings: Settings) -> subprocess.Popen[bytes]:
-    kafka = settings.kafka
-    env = {
-        **os.environ,
-        "DATABASE_URL": str(settings.database_url),
-        "KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
-        "PROFILES_KAFKA_INTERACTIONS_TOPIC": kafka.interactions_topic,
-        "PROFILES_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
-        "PROFILES_KAFKA_GROUP_ID": kafka.group_id,
-        "PROFILES_KAFKA_SESSION_TIMEOUT_MS": str(kafka.session_timeout_ms),
-        "PROFILES_INGEST_BATCH": "61",  # small, odd batches: many instants to die in
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "ingest"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-processes"])
 def test_ingest_killed_mid_batch_stores_every_message_exactly_once(
-    settings: Settings, kafka_bootstrap: str
+    settings: Settings, kafka_bootstrap: str, processes: int
 ) -> None:
+    """With two processes the kill hits the parent: its consumer children must die with it
+    (mid-batch, as SIGKILLed), or a live orphan would go on consuming beside the restart."""
     settings = kafka_settings(settings, kafka_bootstrap)
     messages: list[tuple[str, dict[str, object]]] = []
     for n in range(INTERACTIONS):
@@ -60,17 +43,23 @@ def test_ingest_killed_mid_batch_stores_every_message_exactly_once(
     rng = random.Random(11)
     for _kill in range(4):
         before = stored_offsets(settings)
-        process = ingest_process(settings)
+        process = ingest_process(settings, processes=processes, batch=BATCH)
         deadline = time.monotonic() + PATIENCE
         while stored_offsets(settings) == before:
             assert time.monotonic() < deadline, "the worker never stored a batch"
             assert process.poll() is None, "the worker exited"
             time.sleep(0.01)
         time.sleep(rng.uniform(0, 0.15))
+        children = children_of(process.pid)
+        assert len(children) >= (processes if processes > 1 else 0), children
         process.send_signal(signal.SIGKILL)
         process.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(child) for child in children):
+            assert time.monotonic() < deadline, "consumer processes outlived their parent"
+            time.sleep(0.02)
         assert stored_offsets(settings) < len(messages), "killed too late to prove anything"
-    process = ingest_process(settings)
+    process = ingest_process(settings, processes=processes, batch=BATCH)
     try:
         wait_consumed(settings, len(messages))
     finally:

@@ -7,7 +7,7 @@ import time
 
 from adapters.settings import Settings
 from adapters.telemetry import setup_telemetry
-from api.kafka_cli import start_workers
+from api.kafka_workers import start_workers
 from tests.integration.kafka_support import (
     PATIENCE,
     interaction,
