@@ -39,8 +39,8 @@ class EventJSON:
         # format is not ours to reproduce: everything goes through the transcoder.
         self._enabled = datetime_coding is not None and datetime_coding.name == "datetime_iso"
         self._datetime_tag = "" if datetime_coding is None else datetime_coding.name
-        # Every event of a transaction carries the same `timestamp` object: tag it once.
-        self._last: tuple[datetime | None, dict[str, str]] = (None, {})
+        # See `share`.
+        self._shared: tuple[datetime | None, dict[str, str]] = (None, {})
 
     def encode(self, value: dict[str, Any]) -> bytes:
         if self._enabled and _plain(value):
@@ -51,14 +51,18 @@ class EventJSON:
         return self._fallback(value)
 
     def _tag(self, value: object) -> dict[str, str]:
-        last, tagged = self._last
-        if value is last:
+        shared, tagged = self._shared
+        if value is shared:
             return tagged
         if type(value) is not datetime:  # _plain admits no other type that gets here
             raise TypeError(f"{type(value).__name__} is not plain JSON")
-        tagged = {"_type_": self._datetime_tag, "_data_": value.isoformat()}
-        self._last = (value, tagged)
-        return tagged
+        return {"_type_": self._datetime_tag, "_data_": value.isoformat()}
+
+    def share(self, value: datetime) -> None:
+        """Names a datetime the next encodes will meet again and again (the timestamp that a
+        transaction's events share), so it is tagged once, not once per event."""
+        if self._shared[0] is not value:
+            self._shared = (value, {"_type_": self._datetime_tag, "_data_": value.isoformat()})
 
 
 def _plain(value: object) -> bool:

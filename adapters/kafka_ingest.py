@@ -227,7 +227,9 @@ class IngestWorker:
             late = [(owners[u], Rejection.of(error)) for u, error in failed.items()]
             self._dead_letter([*rejected, *late])
 
-        outcomes = self.app.execute(units, offsets=offsets, before_commit=dead_letter_failures)
+        outcomes = self.app.execute(
+            units, offsets=offsets, before_commit=dead_letter_failures, positions=False
+        )
         for topic, partition, _first, next_offset in offsets.entries:
             if (topic, partition) in self.positions:
                 self.positions[(topic, partition)] = next_offset

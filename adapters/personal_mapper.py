@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from functools import cache
 from typing import Any, Protocol, cast
 from uuid import UUID
@@ -39,6 +40,7 @@ from adapters.event_json import EventJSON
 from domain.customer import Customer
 from domain.privacy import (
     FORGOTTEN,
+    PERSONAL_FIELDS,
     PERSONAL_SNAPSHOT_STATE,
     holds_personal_data,
     personal_fields,
@@ -62,6 +64,17 @@ _HEADER = struct.Struct(">HI")
 _NONCE = 12
 _EMPTY_SNAPSHOT_STATE: dict[str, Any] = {"customer_id": "", "traits": {}, "consents": {}}
 _CUSTOMER_TOPIC = get_topic(Customer)
+
+
+# Per event class of ours: its personal fields, what the clear part leaves out, its version.
+_PLANS: dict[type, tuple[tuple[str, ...], frozenset[str], int]] = {
+    cls: (
+        names,
+        frozenset((*names, "originator_id", "originator_version")),
+        getattr(cls, "class_version", 1),
+    )
+    for cls, names in PERSONAL_FIELDS.items()
+}
 
 
 @cache
@@ -103,14 +116,11 @@ class PersonalDataMapper(Mapper[UUID]):
         nonce: bytes,
         ciphers: dict[UUID, tuple[int, AESGCM]],
     ) -> StoredEvent:
-        state = dict(vars(domain_event))
-        uid: UUID = state.pop("originator_id")
-        version: int = state.pop("originator_version")
-        class_version = getattr(type(domain_event), "class_version", 1)
-        if class_version > 1:
-            state["class_version"] = class_version
-        personal, clear = self._split(domain_event, state)
+        uid, version, personal, clear = self._parts(domain_event)
         encode = self.json.encode
+        timestamp = clear.get("timestamp")
+        if type(timestamp) is datetime:
+            self.json.share(timestamp)
         if not holds_personal_data(personal):
             stored = encode(self._join(domain_event, clear, personal))
         else:
@@ -124,6 +134,29 @@ class PersonalDataMapper(Mapper[UUID]):
                 (SEALED, _HEADER.pack(key_version, len(clear_json)), clear_json, nonce, sealed)
             )
         return StoredEvent(uid, version, _topic(type(domain_event)), stored)
+
+    def _parts(
+        self, domain_event: DomainEventProtocol[UUID]
+    ) -> tuple[UUID, int, dict[str, Any], dict[str, Any]]:
+        """Stream id, version, and the state to store: its personal part and its clear part."""
+        values: dict[str, Any] = vars(domain_event)
+        uid: UUID = values["originator_id"]
+        version: int = values["originator_version"]
+        plan = _PLANS.get(type(domain_event))
+        if plan is not None:  # one of ours (most events): split straight from the event
+            names, leave_out, class_version = plan
+            personal = {k: values[k] for k in names if k in values}
+            clear = {k: v for k, v in values.items() if k not in leave_out}
+            if class_version > 1:
+                clear["class_version"] = class_version
+            return uid, version, personal, clear
+        state = dict(values)
+        del state["originator_id"], state["originator_version"]
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        personal, clear = self._split(domain_event, state)
+        return uid, version, personal, clear
 
     @staticmethod
     def _split(event: object, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -139,20 +139,27 @@ class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases
         *,
         offsets: SourceOffsets | None = None,
         before_commit: Callable[[Mapping[int, DomainError]], None] | None = None,
+        positions: bool = True,
     ) -> list[Outcome]:
         """Runs the units in one transaction, retrying when another writer got there first.
 
         `offsets` commit with the events (even when the units wrote none), so a consumer of an
         outside log stores each message's effect and its position together. `before_commit`
         hears which units failed just before the write: a consumer dead-letters them there,
-        so that a crash after the commit cannot lose them.
+        so that a crash after the commit cannot lose them. Without `positions` the results
+        carry position 0: a caller that only counts what failed (the Kafka ingest) saves
+        matching every result to its stored event.
         """
         failed: dict[int, DomainError] = {}
         attempt = 0
         while attempt <= self.retries:
             batch = Batch()
             try:
-                return self._execute_once(units, batch, failed, offsets, before_commit)
+                outcomes, stored = self._execute_once(units, batch, failed, offsets, before_commit)
+                if positions:
+                    batch.fill_positions(outcomes, {(uid, v): at for uid, v, at in stored})
+                    self._point_unwritten_at_latest(outcomes)
+                return outcomes
             except _UnitFailed as failure:
                 # The unit half-changed aggregates: start over without it. Only the changed
                 # ones are reloaded; the others in the cache are as committed.
@@ -181,7 +188,8 @@ class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases
         failed: dict[int, DomainError],
         offsets: SourceOffsets | None = None,
         before_commit: Callable[[Mapping[int, DomainError]], None] | None = None,
-    ) -> list[Outcome]:
+    ) -> tuple[list[Outcome], list[tuple[UUID | str, int, int]]]:
+        """The outcomes, and (stream id, version, position) of each event stored."""
         now = self.clock()
         if now.utcoffset() is None:
             raise ValueError("the application clock must return aware UTC datetimes")
@@ -224,15 +232,10 @@ class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases
             if self.vault is not None and batch.erased:
                 self.vault.forget(batch.erased)
             self.events_written += len(stored)
-            positions: dict[tuple[UUID | str, int], int] = {
-                (uid, version): position for uid, version, position in stored
-            }
             self._take_due_snapshots(batch, touched)
         else:
-            positions = {}
-        batch.fill_positions(outcomes, positions)
-        self._point_unwritten_at_latest(outcomes)
-        return outcomes
+            stored = []
+        return outcomes, stored
 
     def _apply(
         self,
