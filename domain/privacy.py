@@ -37,14 +37,17 @@ def personal_fields(cls: type) -> tuple[str, ...]:
     return PERSONAL_FIELDS.get(cls, ())
 
 
-# Built once: a literal holding {} and [] is built anew on every use, here once per field
-# of every event written.
-_EMPTY: tuple[object, ...] = (None, "", {}, [])
+# The types whose empty values (and None) say nothing about anyone.
+_EMPTY_WHEN_FALSY = (str, dict, list)
 
 
 def holds_personal_data(values: Mapping[str, Any]) -> bool:
-    """Empty values say nothing about anyone: an erased customer's snapshot needs no key."""
-    return any(v not in _EMPTY for v in values.values())
+    """Empty values say nothing about anyone: an erased customer's snapshot needs no key.
+    (None, "", {} and [] are empty; 0 and False are data.) Asked of every event written."""
+    for value in values.values():
+        if value or (value is not None and not isinstance(value, _EMPTY_WHEN_FALSY)):
+            return True
+    return False
 
 
 def forgotten(event: object) -> bool:

@@ -32,6 +32,7 @@ from bench.common import Bench, say
 from bench.limits import raw_copy
 from bench.report import Row, Target
 from bench.scenarios import Outcome
+from bench.service import cpu_sample, cpu_usage
 from bench.workload import customer_id, raw_interaction
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,8 @@ class _Round:
     seconds: float
     produce_seconds: float
     stored: int  # interactions in the store (the warm-up ones included)
+    ingest_cpu_us: float  # CPU of all ingest processes per interaction stored
+    machine_cores: float  # cores busy on the whole machine meanwhile (of os.cpu_count())
 
 
 def run(bench: Bench) -> Outcome:
@@ -69,7 +72,9 @@ def run(bench: Bench) -> Outcome:
         done = _round(bench, count, processes, partitions)
         say(
             f"kafka:   {done.rate:,.0f} interactions/s end to end, {done.steady:,.0f}/s from "
-            f"10% to 90% stored (produced in {done.produce_seconds:.1f}s)"
+            f"10% to 90% stored (produced in {done.produce_seconds:.1f}s); ingest CPU "
+            f"{done.ingest_cpu_us:.0f} us per interaction, machine {done.machine_cores:.2f} "
+            "cores busy"
         )
         if done.stored != count + partitions:
             outcome.failures.append(
@@ -130,6 +135,8 @@ def _round(bench: Bench, count: int, processes: int, partitions: int) -> _Round:
         # The trackers' JSON is made before the clock starts: it is the senders' work, not the
         # pipeline's, and on two cores it would take CPU from the service being measured.
         messages = [(None, *_message(tag, n)) for n in range(1, count + 1)]
+        ingest = _processes_cpu([worker.pid, *_children(worker.pid)])
+        machine = cpu_sample(worker.pid)
         started = time.perf_counter()
         producer = threading.Thread(target=_produce, args=(settings, messages))
         producer.start()
@@ -137,12 +144,37 @@ def _round(bench: Bench, count: int, processes: int, partitions: int) -> _Round:
         produced = time.perf_counter() - started
         _wait_stored(settings, count + partitions, worker, progress)
         elapsed = time.perf_counter() - started
+        ingest = _processes_cpu([worker.pid, *_children(worker.pid)]) - ingest
+        cores = cpu_usage(machine, cpu_sample(worker.pid))["machine_busy_cores"]
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
-    return _Round(
-        count / elapsed, _steady(progress, count), elapsed, produced, _interactions(settings)
-    )
+    rate, steady = count / elapsed, _steady(progress, count)
+    stored = _interactions(settings)
+    return _Round(rate, steady, elapsed, produced, stored, ingest / count * 1e6, cores)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and _stat(int(entry.name))[1] == str(pid):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # ended meanwhile
+    return found
+
+
+def _processes_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far; nan off Linux."""
+    try:
+        return sum((int(f[11]) + int(f[12])) for f in map(_stat, pids)) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _steady(progress: list[tuple[float, int]], count: int) -> float:
@@ -227,32 +259,34 @@ class _Assignments:
         return len(shares) == self.processes and disjoint and held == set(range(partitions))
 
 
-def _consumed(settings: Settings) -> int:
-    with psycopg.connect(str(settings.database_url)) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(next_offset), 0) FROM profiles_consumer_offsets "
-            "WHERE group_id = %s",
-            (settings.kafka.group_id,),
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
 def _wait_stored(
     settings: Settings,
     total: int,
     worker: subprocess.Popen[bytes],
     progress: list[tuple[float, int]] | None = None,
 ) -> None:
-    """Until `total` messages are stored; `progress` gets (monotonic time, stored) samples."""
+    """Until `total` messages are stored; `progress` gets (monotonic time, stored) samples.
+
+    One connection polls: a connection per poll made Postgres fork a backend 50 times a
+    second, CPU taken from the service being measured."""
     last, moved = -1, time.monotonic()
-    while (done := _consumed(settings)) < total:
-        if progress is not None:
-            progress.append((time.monotonic(), done))
-        if done != last:
-            last, moved = done, time.monotonic()
-        if worker.poll() is not None or time.monotonic() - moved > PATIENCE:
-            raise RuntimeError(f"ingest stalled at {done:,} of {total:,} messages")
-        time.sleep(0.02)
+    with psycopg.connect(str(settings.database_url), autocommit=True) as conn:
+        while (done := _consumed(conn, settings.kafka.group_id)) < total:
+            if progress is not None:
+                progress.append((time.monotonic(), done))
+            if done != last:
+                last, moved = done, time.monotonic()
+            if worker.poll() is not None or time.monotonic() - moved > PATIENCE:
+                raise RuntimeError(f"ingest stalled at {done:,} of {total:,} messages")
+            time.sleep(0.05)
+
+
+def _consumed(conn: psycopg.Connection[tuple[object, ...]], group: str) -> int:
+    row = conn.execute(
+        "SELECT coalesce(sum(next_offset), 0) FROM profiles_consumer_offsets WHERE group_id = %s",
+        (group,),
+    ).fetchone()
+    return int(str(row[0])) if row else 0
 
 
 def _interactions(settings: Settings) -> int:

@@ -22,7 +22,7 @@ from eventsourcing.persistence import (
 from adapters.personal_mapper import PersonalDataMapper
 from domain.consent import ConsentPurpose
 from domain.customer import Customer
-from domain.privacy import forgotten
+from domain.privacy import forgotten, holds_personal_data
 from domain.transcodings import ConsentStateAsDict
 
 AT = datetime(2026, 5, 1, tzinfo=UTC)
@@ -145,3 +145,39 @@ def test_state_without_personal_data_is_stored_as_plain_json() -> None:
     stored = m.to_stored_event(erased)
     assert stored.state.startswith(b"{")
     assert m.to_stored_event(Snapshot.take(c)).state.startswith(b"{")
+
+
+def test_our_events_split_as_any_event_does() -> None:
+    """The per-class fast split must store exactly what the generic one would, key order too."""
+    sealing, _keys = mapper()
+    ada = customer()  # registered, traits, an interaction, a grant
+    ada.change_consent(
+        ConsentPurpose.EMAIL, granted=False, source="f", policy_version=None, occurred_at=AT, at=AT
+    )
+    ada.erase(reason="asked", requested_by="dpo", at=AT)
+    events = ada.collect_events()
+    assert {type(e).__name__ for e in events} == {
+        "Registered", "TraitsUpdated", "InteractionRecorded", "ConsentGranted",
+        "ConsentWithdrawn", "ProfileErased",
+    }  # fmt: skip
+    for event in events:
+        fast, generic = sealing._parts(event), sealing._any_parts(event)
+        assert fast == generic
+        assert [list(part) for part in fast[2:]] == [list(part) for part in generic[2:]]
+
+
+@pytest.mark.parametrize(
+    ("values", "personal"),
+    [
+        ({"a": None, "b": "", "c": {}, "d": []}, False),
+        ({}, False),
+        ({"a": 0}, True),
+        ({"a": False}, True),
+        ({"a": ()}, True),
+        ({"a": None, "b": "x"}, True),
+        ({"a": {"k": None}}, True),
+        ({"a": [None]}, True),
+    ],
+)
+def test_only_empty_values_hold_no_personal_data(values: dict[str, object], personal: bool) -> None:
+    assert holds_personal_data(values) is personal
