@@ -9,18 +9,14 @@ still forming would rebalance mid-run."""
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import psycopg
@@ -29,20 +25,17 @@ from confluent_kafka import Producer
 from adapters.kafka_io import ensure_topics
 from adapters.settings import KafkaSettings, Settings
 from bench.common import Bench, say
+from bench.ingest_process import Assignments, children, ingest_process, processes_cpu
 from bench.limits import raw_copy
 from bench.report import Row, Target
 from bench.scenarios import Outcome
 from bench.service import cpu_sample, cpu_usage
 from bench.workload import customer_id, raw_interaction
 
-ROOT = Path(__file__).resolve().parents[2]
 POOL = 10_000
 INGEST = Target("value", ">=", 20_000, ">= 20,000/s")
 SHARE = Target("ratio", ">=", 0.30, ">= 30% of COPY")
 PATIENCE = 600.0  # seconds without progress before the scenario gives up
-# A child names itself "[ingest K]"; a one-process worker logs without it.
-_ASSIGNED = re.compile(r"(?:\[(?P<who>ingest \d+)\])?: assigned \{(?P<map>[^}]*)\}")
-_PARTITION = re.compile(r"(\d+):")
 
 
 @dataclass
@@ -61,13 +54,14 @@ def run(bench: Bench) -> Outcome:
     count = bench.pick(100_000, 30_000)
     processes = bench.settings.kafka.ingest_processes
     partitions = 2 * processes
+    workers = f"{processes} process" + ("es" if processes > 1 else "")
     # The figure is the median of rounds, each on a new database and topic: on a shared 2-core
     # VM one round's rate varied by a fifth from the next.
     rounds: list[_Round] = []
     for number in range(1, bench.pick(3, 1) + 1):
         say(
             f"kafka: round {number}: producing {count:,} interactions while `profiles ingest` "
-            f"({processes} processes, {partitions} partitions) stores them"
+            f"({workers}, {partitions} partitions) stores them"
         )
         done = _round(bench, count, processes, partitions)
         say(
@@ -89,8 +83,7 @@ def run(bench: Bench) -> Outcome:
     outcome.rows = [
         Row(
             "kafka",
-            f"ingest ({processes} processes), produce -> stored, {count:,} messages ({shown}"
-            "end to end)",
+            f"ingest ({workers}), produce -> stored, {count:,} messages ({shown}end to end)",
             rate,
             "/s",
             f"raw COPY, {count:,} rows",
@@ -124,18 +117,18 @@ def _round(bench: Bench, count: int, processes: int, partitions: int) -> _Round:
     )
     settings = replace(bench.settings_for(bench.new_database("kafka")), kafka=kafka)
     ensure_topics(settings, partitions=partitions)
-    worker = _ingest_process(settings)
-    assignments = _Assignments(worker, processes)
+    worker = ingest_process(settings)
+    assignments = Assignments(worker, processes)
     progress: list[tuple[float, int]] = []
     try:
         warm = [(p, *_message("warm-up", p)) for p in range(partitions)]
         _produce(settings, warm)
         _wait_stored(settings, partitions, worker)
-        assignments.wait_settled(partitions)
+        assignments.wait_settled(partitions, PATIENCE)
         # The trackers' JSON is made before the clock starts: it is the senders' work, not the
         # pipeline's, and on two cores it would take CPU from the service being measured.
         messages = [(None, *_message(tag, n)) for n in range(1, count + 1)]
-        ingest = _processes_cpu([worker.pid, *_children(worker.pid)])
+        ingest = processes_cpu([worker.pid, *children(worker.pid)])
         machine = cpu_sample(worker.pid)
         started = time.perf_counter()
         producer = threading.Thread(target=_produce, args=(settings, messages))
@@ -144,7 +137,7 @@ def _round(bench: Bench, count: int, processes: int, partitions: int) -> _Round:
         produced = time.perf_counter() - started
         _wait_stored(settings, count + partitions, worker, progress)
         elapsed = time.perf_counter() - started
-        ingest = _processes_cpu([worker.pid, *_children(worker.pid)]) - ingest
+        ingest = processes_cpu([worker.pid, *children(worker.pid)]) - ingest
         cores = cpu_usage(machine, cpu_sample(worker.pid))["machine_busy_cores"]
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -152,29 +145,6 @@ def _round(bench: Bench, count: int, processes: int, partitions: int) -> _Round:
     rate, steady = count / elapsed, _steady(progress, count)
     stored = _interactions(settings)
     return _Round(rate, steady, elapsed, produced, stored, ingest / count * 1e6, cores)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and _stat(int(entry.name))[1] == str(pid):
-                found.append(int(entry.name))
-        except OSError:
-            continue  # ended meanwhile
-    return found
-
-
-def _processes_cpu(pids: list[int]) -> float:
-    """CPU seconds (user + system) the processes have used so far; nan off Linux."""
-    try:
-        return sum((int(f[11]) + int(f[12])) for f in map(_stat, pids)) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return float("nan")
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _steady(progress: list[tuple[float, int]], count: int) -> float:
@@ -204,59 +174,6 @@ def _produce(settings: Settings, messages: object) -> None:
                 producer.poll(0.05)
     if producer.flush(60):
         raise RuntimeError("the broker did not take every bench message")
-
-
-def _ingest_process(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": str(settings.database_url),
-        "KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
-        "PROFILES_KAFKA_INTERACTIONS_TOPIC": settings.kafka.interactions_topic,
-        "PROFILES_KAFKA_GROUP_ID": settings.kafka.group_id,
-        "PROFILES_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "ingest"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-class _Assignments:
-    """Each ingest process's latest partitions, read from its "assigned {...}" log lines."""
-
-    def __init__(self, worker: subprocess.Popen[bytes], processes: int) -> None:
-        self.processes = processes
-        self.latest: dict[str, set[int]] = {}
-        self.changed = threading.Condition()
-        self.reader = threading.Thread(target=self._read, args=(worker,), daemon=True)
-        self.reader.start()
-
-    def _read(self, worker: subprocess.Popen[bytes]) -> None:
-        assert worker.stderr is not None
-        for line in worker.stderr:  # read to the end, or a full pipe would stall the worker
-            found = _ASSIGNED.search(line.decode(errors="replace"))
-            if found:
-                with self.changed:
-                    held = {int(p) for p in _PARTITION.findall(found["map"])}
-                    self.latest[found["who"] or "ingest"] = held
-                    self.changed.notify_all()
-
-    def wait_settled(self, partitions: int) -> None:
-        """Until every process holds a disjoint share and together they hold them all."""
-        deadline = time.monotonic() + PATIENCE
-        with self.changed:
-            while not self._settled(partitions):
-                if not self.changed.wait(max(deadline - time.monotonic(), 0)):
-                    raise RuntimeError(f"ingest processes never settled: {self.latest}")
-
-    def _settled(self, partitions: int) -> bool:
-        shares = [s for s in self.latest.values() if s]
-        held = set().union(*shares) if shares else set()
-        disjoint = sum(len(s) for s in shares) == len(held)
-        return len(shares) == self.processes and disjoint and held == set(range(partitions))
 
 
 def _wait_stored(
