@@ -23,6 +23,10 @@ from eventsourcing.persistence import Mapper, Transcoder
 from domain.errors import CustomerErased
 
 KEY_BYTES = 32  # AES-256
+# Ciphers kept ready for the customers written to most recently (~2.4 KB each, ~20 MB). Setting
+# up a cipher (AESGCM, and its key schedule on first use) cost about as much as the encryption;
+# a customer active now is likely written to again soon, in the next batch or mutation.
+WRITING = 8_192
 
 _PREPARE = """
 WITH wanted AS (
@@ -62,7 +66,8 @@ class CustomerKeys:
 
     The raw keys are cached, not AESGCM objects: each of those holds ~2.4 KB of cipher state
     outside Python's heap, so a cache of 100,000 customers cost ~240 MB (a rebuild's memory
-    grew with every customer it met). Making one takes ~1 us, less than the decryption.
+    grew with every customer it met). Making one takes ~1 us, less than the decryption. Writers
+    keep a smaller cache of ready ciphers besides (PostgresDataKeys.for_writing).
     """
 
     secrets: dict[int, bytes] = field(default_factory=dict)
@@ -80,10 +85,14 @@ class CustomerKeys:
 class PostgresDataKeys:
     """The vault the application and the mapper use (domain.ports.PersonalDataVault)."""
 
-    def __init__(self, database_url: str, *, cache_size: int = 100_000) -> None:
+    def __init__(
+        self, database_url: str, *, cache_size: int = 100_000, writing_ciphers: int = WRITING
+    ) -> None:
         self._url = database_url
         self._cache: OrderedDict[UUID, CustomerKeys] = OrderedDict()
         self._cache_size = cache_size
+        self._writing: OrderedDict[UUID, tuple[int, AESGCM]] = OrderedDict()
+        self._writing_size = writing_ciphers
         self._lock = threading.Lock()
         self._conn_lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
@@ -116,10 +125,16 @@ class PostgresDataKeys:
         with self._lock:
             for uid in ids:
                 self._cache.pop(uid, None)
+                self._writing.pop(uid, None)
 
     # ---------------------------------------------------------------- for the mapper
 
     def for_writing(self, uid: UUID) -> tuple[int, AESGCM]:
+        with self._lock:
+            ready = self._writing.get(uid)
+            if ready is not None:
+                self._writing.move_to_end(uid)
+                return ready
         keys = self._get(uid)
         if keys is None:
             self.prepare([uid])
@@ -127,7 +142,12 @@ class PostgresDataKeys:
         if keys is None or keys.shredded or not keys.secrets:
             raise CustomerErased(str(uid))
         version = keys.current
-        return version, AESGCM(keys.secrets[version])
+        ready = (version, AESGCM(keys.secrets[version]))
+        with self._lock:
+            self._writing[uid] = ready
+            while len(self._writing) > self._writing_size:
+                self._writing.popitem(last=False)
+        return ready
 
     def for_reading(self, uid: UUID, version: int) -> AESGCM | None:
         keys = self._get(uid)
@@ -196,6 +216,7 @@ class PostgresDataKeys:
                 elif not keys.secrets:
                     continue  # no row at all: not cached, so the next use asks again
                 self._cache[uid] = keys
+                self._writing.pop(uid, None)  # its current key may have changed
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
