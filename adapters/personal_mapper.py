@@ -142,7 +142,8 @@ class PersonalDataMapper(Mapper[UUID]):
         plan = _PLANS.get(type(domain_event))
         if plan is None:
             return self._any_parts(domain_event)
-        # One of ours (most events): split straight from the event, as _any_parts would.
+        # One of ours (most events): split straight from the event, as _any_parts would. (A
+        # subclass that splits one of these differently overrides this, not only _split.)
         names, leave_out, class_version = plan
         values: dict[str, Any] = vars(domain_event)
         personal = {k: values[k] for k in names if k in values}

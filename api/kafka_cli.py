@@ -48,7 +48,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.create_topics:
         ensure_topics(settings)
-    processes = getattr(args, "processes", None) or settings.kafka.ingest_processes
+    chosen = getattr(args, "processes", None)
+    if chosen is not None and chosen < 1:
+        print(f"profiles ingest: --processes {chosen} must be at least 1", flush=True)
+        return 2
+    processes = chosen or settings.kafka.ingest_processes
     if args.command == "ingest" and processes > 1:
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

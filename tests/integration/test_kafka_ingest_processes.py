@@ -8,7 +8,10 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from adapters.settings import Settings
+from api.cli import main
 from tests.integration.kafka_support import (
     PATIENCE,
     alive,
@@ -98,3 +101,12 @@ def _is_consumer(pid: int) -> bool:
             return b"spawn_main" in cmdline.read()
     except OSError:
         return False
+
+
+def test_fewer_than_one_process_is_refused_with_the_option_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://unused@127.0.0.1:1/unused")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["ingest", "--processes", "0"]) == 2
+    assert "--processes 0 must be at least 1" in capsys.readouterr().out

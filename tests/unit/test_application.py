@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from domain.commands import ChangeConsent, RecordInteraction, UpdateTraits
+from domain.commands import ChangeConsent, Command, EraseProfile, RecordInteraction, UpdateTraits
 from domain.consent import ConsentModel
 from domain.customer import Customer
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, NotFound
 from tests.fakes import FakeClock, memory_app
 
 
@@ -55,6 +55,22 @@ def test_duplicate_inside_one_batch_is_stored_once() -> None:
     results = app.record_interactions([interaction("e-1"), interaction("e-1")])
     assert [r.duplicate for r in results] == [False, True]
     assert results[1].position == results[0].position
+
+
+def test_without_positions_results_still_tell_what_failed_and_everything_is_stored() -> None:
+    app = memory_app()
+    nobody = EraseProfile(customer_id="nobody", reason="asked", requested_by="dpo")
+    units: list[list[Command]] = [
+        [interaction("e-1")],
+        [nobody],
+        [interaction("e-2", customer="c-2")],
+        [interaction("e-1")],
+    ]
+    outcomes = app.execute(units, positions=False)
+    assert isinstance(outcomes[1], NotFound)
+    results = [o[0] for o in outcomes if isinstance(o, list)]
+    assert [(r.position, r.duplicate) for r in results] == [(0, False), (0, False), (0, True)]
+    assert app.recorder.max_notification_id() == 4  # two registrations, two interactions
 
 
 def test_withdrawn_analytics_suppresses_interactions_under_opt_out() -> None:
