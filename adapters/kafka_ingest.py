@@ -136,13 +136,14 @@ class IngestWorker:
                 raise KafkaException(error)
             logger.warning("consumer: %s", error)
             return False
-        topic, partition, offset = where(message)
+        place = where(message)
+        topic, partition, offset = place
         key = (topic, partition)
         self.high_watermarks[key] = max(self.high_watermarks.get(key, 0), offset)
-        return self._ours(message)
+        return self._ours(place)
 
-    def _ours(self, message: Message) -> bool:
-        topic, partition, offset = where(message)
+    def _ours(self, place: tuple[str, int, int]) -> bool:
+        topic, partition, offset = place
         stored = self.positions.get((topic, partition))
         # Not ours any more, or already stored (a replay, a seek that raced a fetch): skip.
         return stored is not None and offset >= stored
@@ -208,7 +209,7 @@ class IngestWorker:
         """One transaction: the batch's commands and offsets; rejects dead-lettered first."""
         # Checked again: a batch read ahead was read before the one in front of it committed
         # (a rebalance meanwhile may have re-read offsets from Postgres behind it).
-        kept = [(m, d) for m, d in zip(batch, decoded, strict=True) if self._ours(m)]
+        kept = [(m, d) for m, d in zip(batch, decoded, strict=True) if self._ours(where(m))]
         batch = [m for m, _ in kept]
         if not batch:
             return BatchResult(0, 0, 0)

@@ -16,14 +16,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 from typing import Any
 
 from adapters.settings import Settings
-from adapters.telemetry import setup_telemetry
 from api.child_processes import POLL_SECONDS, StopWhenOrphaned, configure_logging, die_with_parent
-from api.kafka_workers import start_workers
+from api.kafka_workers import run_workers
 
 logger = logging.getLogger("profiles")
 GRACE_SECONDS = 40.0  # a child's worker joins its thread for up to 30 s before closing
@@ -34,21 +32,10 @@ def _consume(
 ) -> None:
     die_with_parent()
     configure_logging(f"ingest {index}")
-    stop = StopWhenOrphaned(halt, parent)
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a terminal's ^C or a group-wide SIGTERM
-        signal.signal(sig, lambda *_: stop.set())
-    telemetry = setup_telemetry(settings)
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, registry=telemetry.registry)
-    workers = start_workers(settings, telemetry, ingest=True, relay=False, stop_event=stop)
-    try:
-        code = workers.wait(POLL_SECONDS)
-    finally:
-        workers.stop()
-        telemetry.shutdown()
-    raise SystemExit(code)
+    stop = StopWhenOrphaned(halt, parent)  # SIGINT and SIGTERM set it too
+    raise SystemExit(
+        run_workers(settings, ingest=True, relay=False, metrics_port=metrics_port, stop_event=stop)
+    )
 
 
 def run_consumers(

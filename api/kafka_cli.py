@@ -9,9 +9,8 @@ import threading
 
 from adapters.kafka_io import ensure_topics
 from adapters.settings import Settings
-from adapters.telemetry import setup_telemetry
 from api.ingest_processes import run_consumers
-from api.kafka_workers import start_workers
+from api.kafka_workers import run_workers
 
 logger = logging.getLogger("profiles")
 
@@ -58,19 +57,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         return run_consumers(settings, processes, args.metrics_port, stop)
-    telemetry = setup_telemetry(settings)
-    if args.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port, registry=telemetry.registry)
-    workers = start_workers(
-        settings, telemetry, ingest=args.command == "ingest", relay=args.command == "relay"
-    )
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: workers.stop_event.set())
     logger.info("%s running", args.command)
-    try:
-        return workers.wait()
-    finally:
-        workers.stop()
-        telemetry.shutdown()
+    return run_workers(
+        settings,
+        ingest=args.command == "ingest",
+        relay=args.command == "relay",
+        metrics_port=args.metrics_port,
+    )

@@ -1,9 +1,11 @@
 """The Kafka workers as threads: the ingest consumer and the two relays. `profiles ingest`,
-`profiles relay`, each ingest child process and `profiles dev --kafka` all start them here."""
+`profiles relay`, each ingest child process (`run_workers`) and `profiles dev --kafka`
+(`start_workers`, beside the API) all start them here."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from adapters.kafka_relay import EventRelay
 from adapters.segment_relay import SegmentChangeRelay
 from adapters.settings import Settings
 from adapters.store_config import build_application
-from adapters.telemetry import Telemetry
+from adapters.telemetry import Telemetry, setup_telemetry
 from adapters.wakeup import PostgresWakeup
 from domain.application import utc_now
 from projections.segments import SegmentKeys
@@ -96,3 +98,29 @@ def start_workers(
         workers.closers.append(changes.close)
         workers.start("relay-segments", lambda: changes.run(workers.stop_event, poll))
     return workers
+
+
+def run_workers(
+    settings: Settings,
+    *,
+    ingest: bool,
+    relay: bool,
+    metrics_port: int | None = None,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """Runs the chosen workers in this process, with their own telemetry (and /metrics on
+    `metrics_port`), until SIGINT, SIGTERM or `stop_event` (0), or until every worker has
+    ended on its own (1)."""
+    telemetry = setup_telemetry(settings)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=telemetry.registry)
+    workers = start_workers(settings, telemetry, ingest=ingest, relay=relay, stop_event=stop_event)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: workers.stop_event.set())
+    try:
+        return workers.wait()
+    finally:
+        workers.stop()
+        telemetry.shutdown()

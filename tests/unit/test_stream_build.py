@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import pytest
@@ -33,13 +33,21 @@ def test_a_plan_reads_back_as_written() -> None:
     assert Plan.parse(Plan(1_000_604, 2).text()) == Plan(1_000_604, 2)
 
 
-def interaction(uid: UUID, version: int) -> Customer.InteractionRecorded:
+E = TypeVar("E")
+
+
+def event(cls: type[E], uid: UUID, version: int, **fields: object) -> E:
     # The library's metaclass makes the fields; mypy sees only the base class's.
-    make: Any = Customer.InteractionRecorded
-    return make(  # type: ignore[no-any-return]
-        originator_id=uid,
-        originator_version=version,
-        timestamp=NOW,
+    make: Any = cls
+    made: E = make(originator_id=uid, originator_version=version, timestamp=NOW, **fields)
+    return made
+
+
+def interaction(uid: UUID, version: int) -> Customer.InteractionRecorded:
+    return event(
+        Customer.InteractionRecorded,
+        uid,
+        version,
         event_id=f"e-{version}",
         type="page_view",
         occurred_at=NOW,
@@ -51,14 +59,7 @@ def interaction(uid: UUID, version: int) -> Customer.InteractionRecorded:
 
 
 def erased(uid: UUID, version: int) -> Customer.ProfileErased:
-    make: Any = Customer.ProfileErased
-    return make(  # type: ignore[no-any-return]
-        originator_id=uid,
-        originator_version=version,
-        timestamp=NOW,
-        reason="request",
-        requested_by="dpo",
-    )
+    return event(Customer.ProfileErased, uid, version, reason="request", requested_by="dpo")
 
 
 def versions_put(ops: list[object]) -> list[tuple[str, str]]:
