@@ -47,6 +47,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigurationError(f"{name}={raw!r} is not a number") from None
 
 
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not value > 0:
+        raise ConfigurationError(f"{name}={value} must be a number of seconds above 0")
+    return value
+
+
 def _api_keys(raw: str) -> dict[str, frozenset[str]]:
     """`key:role[|role...],key2:role` -> {key: roles}. Roles: commands, query, audit, all."""
     keys: dict[str, frozenset[str]] = {}
@@ -164,6 +171,9 @@ class Settings:
     # PROFILES_REBUILD_GRACE_SECONDS: after a switch, how long the replaced version is kept
     rebuild_grace_seconds: float = 2.0
     min_position_timeout: float = 2.0  # PROFILES_MIN_POSITION_TIMEOUT (seconds)
+    # PROFILES_DEADLINE_SECONDS: the longest a request waits on a store (a frozen Postgres, a
+    # lock held elsewhere) before it answers UNAVAILABLE; what it started there is cancelled.
+    deadline_seconds: float = 5.0
     api_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)  # PROFILES_API_KEYS
     # PROFILES_SCORE_HALF_LIFE (ISO 8601, default P7D), PROFILES_SCORE_WEIGHTS
     # ("purchase=10,page_view=1", over the contract's defaults), PROFILES_SCORE_DEFAULT_WEIGHT
@@ -203,6 +213,7 @@ class Settings:
             rebuild_processes=_int(env, "PROFILES_REBUILD_PROCESSES", 2, minimum=1),
             rebuild_grace_seconds=_float(env, "PROFILES_REBUILD_GRACE_SECONDS", 2.0),
             min_position_timeout=_float(env, "PROFILES_MIN_POSITION_TIMEOUT", 2.0),
+            deadline_seconds=_positive(env, "PROFILES_DEADLINE_SECONDS", 5.0),
             api_keys=_api_keys(env.get("PROFILES_API_KEYS", "")),
             score_model=_score_model(env),
             fast_path=env.get("PROFILES_FAST_PATH", "on").strip().lower() not in {"off", "0", "no"},
