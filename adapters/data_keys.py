@@ -11,7 +11,6 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
@@ -20,6 +19,8 @@ import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import Mapper, Transcoder
 
+from adapters import deadlines
+from adapters.deadlines import DeadlinePassed
 from domain.errors import CustomerErased
 
 KEY_BYTES = 32  # AES-256
@@ -164,8 +165,7 @@ class PostgresDataKeys:
         rotated = 0
         for chunk in self._chunks(ids, page):
             fresh = [os.urandom(KEY_BYTES) for _ in chunk]
-            with self._connection() as conn:
-                rows = conn.execute(_ROTATE, {"ids": chunk, "keys": fresh}).fetchall()
+            rows = self._rows(_ROTATE, {"ids": chunk, "keys": fresh}, again=False)
             rotated += len(rows)
             self.forget(chunk)
         return rotated
@@ -178,8 +178,7 @@ class PostgresDataKeys:
             return
         last = UUID(int=0)
         while True:
-            with self._connection() as conn:
-                chunk = [UUID(str(r[0])) for r in conn.execute(_PAGE, (last, page)).fetchall()]
+            chunk = [UUID(str(r[0])) for r in self._rows(_PAGE, (last, page))]
             if not chunk:
                 return
             yield chunk
@@ -202,13 +201,12 @@ class PostgresDataKeys:
         self, sql: str, params: Sequence[Any] | Mapping[str, Any], wanted: list[UUID]
     ) -> None:
         found: dict[UUID, CustomerKeys] = {uid: CustomerKeys() for uid in wanted}
-        with self._connection() as conn:
-            for uid, version, key in conn.execute(sql, params).fetchall():
-                keys = found[UUID(str(uid))]
-                if key is None:
-                    keys.shredded = True
-                else:
-                    keys.secrets[int(str(version))] = bytes(cast(bytes, key))
+        for uid, version, key in self._rows(sql, params):
+            keys = found[UUID(str(uid))]
+            if key is None:
+                keys.shredded = True
+            else:
+                keys.secrets[int(str(version))] = bytes(cast(bytes, key))
         with self._lock:
             for uid, keys in found.items():
                 if keys.shredded:
@@ -220,18 +218,30 @@ class PostgresDataKeys:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-        # One autocommit connection of its own, used under a lock: key reads are few (cached),
-        # and must not wait on the event store's pool, which the same thread may be holding.
+    def _rows(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any], *, again: bool = True
+    ) -> list[tuple[object, ...]]:
+        """The statement's rows, on the vault's own autocommit connection (used under a lock:
+        key reads are few, and must not wait on the event store's pool, which the same
+        thread may be holding). With `again`, a statement that failed on a connection that
+        died meanwhile is sent once more on a new one: reads, and inserts that do nothing on
+        conflict, change nothing twice."""
         with self._conn_lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=2)
-            try:
-                yield self._conn
-            except psycopg.OperationalError:
-                self._conn.close()  # a broken connection is reopened on next use
-                raise
+            while True:
+                fresh = self._conn is None or self._conn.closed
+                if fresh:
+                    deadlines.check("connecting for data keys")
+                    self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=2)
+                conn = self._conn
+                assert conn is not None
+                try:
+                    with deadlines.guarded(conn.fileno(), "reading data keys"):
+                        return conn.execute(sql, params).fetchall()
+                except (psycopg.OperationalError, DeadlinePassed) as error:
+                    conn.close()  # a broken connection is reopened on next use
+                    answered = getattr(error, "sqlstate", None) is not None
+                    if fresh or not again or answered or isinstance(error, DeadlinePassed):
+                        raise
 
     def close(self) -> None:
         with self._conn_lock:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from adapters import deadlines
 from adapters.event_store import ProfileRecorder
 from adapters.ingest_messages import (
     MessageReader,
@@ -62,6 +63,7 @@ class IngestWorker:
         self.app = app
         self.recorder: ProfileRecorder = app.recorder
         self.kafka = settings.kafka
+        self.deadline_seconds = settings.deadline_seconds
         self.telemetry = telemetry
         self.reader = MessageReader(self.kafka.max_message_bytes)
         config = client_config(settings)
@@ -228,9 +230,12 @@ class IngestWorker:
             late = [(owners[u], Rejection.of(error)) for u, error in failed.items()]
             self._dead_letter([*rejected, *late])
 
-        outcomes = self.app.execute(
-            units, offsets=offsets, before_commit=dead_letter_failures, positions=False
-        )
+        # A frozen store must not hold the batch forever: past the deadline it is retried,
+        # and the offsets fence makes a retry of a batch that did commit a no-op.
+        with deadlines.within(self.deadline_seconds):
+            outcomes = self.app.execute(
+                units, offsets=offsets, before_commit=dead_letter_failures, positions=False
+            )
         for topic, partition, _first, next_offset in offsets.entries:
             if (topic, partition) in self.positions:
                 self.positions[(topic, partition)] = next_offset

@@ -6,6 +6,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from adapters.data_keys import PostgresDataKeys
+from adapters.event_store import SETTLE_RESERVE
+from adapters.postgres_pool import STATEMENT_TIMEOUT
 from adapters.settings import Settings
 from domain.application import ProfileApplication
 from domain.ports import Clock
@@ -17,7 +19,8 @@ def application_env(settings: Settings) -> dict[str, str]:
         raise ValueError("DATABASE_URL is not set and no embedded Postgres was started")
     params = conninfo_to_dict(settings.database_url)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        # The library's factory with our pool (`postgres_pool`): quick recovery, deadlines.
+        "PERSISTENCE_MODULE": "adapters.postgres_pool:StoreFactory",
         "APPLICATION_RECORDER_TOPIC": "adapters.event_store:ProfileRecorder",
         "POSTGRES_DBNAME": str(params.get("dbname", "postgres")),
         "POSTGRES_HOST": str(params.get("host", "localhost")),
@@ -27,6 +30,7 @@ def application_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.postgres_pool_size),
         "POSTGRES_CONNECT_TIMEOUT": str(settings.postgres_connect_timeout),
+        STATEMENT_TIMEOUT: str(statement_timeout(settings.deadline_seconds)),
         # Our own migrations own the schema (profiles migrate).
         "CREATE_TABLE": "n",
         "IS_SNAPSHOTTING_ENABLED": "y",
@@ -36,6 +40,12 @@ def application_env(settings: Settings) -> dict[str, str]:
         "AGGREGATE_CACHE_FASTFORWARD": "n",
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
+
+
+def statement_timeout(deadline: float) -> float:
+    """How long the server lets one statement run: within a request's deadline, less the time
+    kept for finding out what a cut-off write did (`event_store.SETTLE_RESERVE`)."""
+    return deadline - min(SETTLE_RESERVE, deadline / 4)
 
 
 def ping(database_url: str, timeout: int = 1) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -10,10 +9,9 @@ import strawberry
 from strawberry.types import Info
 
 from api.consent_types import ConsentPurpose, ConsentState
-from api.context import Context
+from api.context import Context, EventStore
 from api.scalars import JSON, Long, utc
 from api.schema_options import ProfileSchema
-from domain.application import ProfileApplication
 from domain.audit import ConsentRecord
 from domain.consent import ConsentState as DomainConsent
 from domain.customer import Customer
@@ -93,10 +91,10 @@ def _consent(s: DomainConsent, record: ConsentRecord | None = None) -> ConsentSt
     )
 
 
-def _app(info: Info[Context, None]) -> ProfileApplication:
-    app = info.context.services.audit_app
-    assert app is not None, "audit side not wired"
-    return app
+def _store(info: Info[Context, None]) -> EventStore:
+    store = info.context.services.audit
+    assert store is not None, "audit side not wired"
+    return store
 
 
 @strawberry.type
@@ -116,9 +114,8 @@ class AuditQuery:
             raise InvalidInput("first", f"is {first}; send 1 to {MAX_PAGE}")
         if after < 0:
             raise InvalidInput("after", f"is {after}; send a version, 0 for the start")
-        # The store is synchronous; keep the event loop free while it answers.
-        rows = await asyncio.to_thread(
-            _app(info).history, str(customer_id), after=after, limit=first + 1
+        rows = await _store(info).call(
+            lambda app: app.history(str(customer_id), after=after, limit=first + 1)
         )
         events = [RecordedEvent.of(position, event) for position, event in rows[:first]]
         return HistoryPage(events=events, has_next_page=len(rows) > first)
@@ -137,8 +134,8 @@ class AuditQuery:
         if version is not None and version < 1:
             raise InvalidInput("version", f"is {version}; versions start at 1")
         when = parse_utc(at, "at") if at is not None else None
-        customer = await asyncio.to_thread(
-            _app(info).profile_as_of, str(customer_id), at=when, version=version
+        customer = await _store(info).call(
+            lambda app: app.profile_as_of(str(customer_id), at=when, version=version)
         )
         return None if customer is None else AuditProfile.of(str(customer_id), customer)
 
@@ -155,7 +152,9 @@ class AuditQuery:
         at: datetime,
     ) -> ConsentState:
         when = parse_utc(at, "at")
-        record = await asyncio.to_thread(_app(info).consent_at, str(customer_id), purpose, when)
+        record = await _store(info).call(
+            lambda app: app.consent_at(str(customer_id), purpose, when)
+        )
         if record.state is None:
             return ConsentState(
                 purpose=purpose, granted=False, source=None, policy_version=None, changed_at=None
@@ -169,7 +168,7 @@ class AuditQuery:
     )
     async def export(self, info: Info[Context, None], customer_id: strawberry.ID) -> JSON | None:
         model = info.context.services.settings.score_model
-        document = await asyncio.to_thread(_app(info).export, str(customer_id), model)
+        document = await _store(info).call(lambda app: app.export(str(customer_id), model))
         return None if document is None else JSON(document)
 
 

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import pickle
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
+from psycopg.conninfo import conninfo_to_dict
 
+from adapters import deadlines
 from adapters.collector import tune_for_writers
 from adapters.settings import Settings
 from adapters.store_config import build_application, ping
 from adapters.telemetry import Telemetry
 from adapters.wakeup import PostgresWakeup
-from api.context import CommandBus, Services
+from api.context import CommandBus, EventStore, Services
 from api.rebuild_workers import share_workers
+from api.store_wait import WhenReachable
 from domain.application import ProfileApplication, utc_now
 from domain.batch import Outcome
 from domain.commands import Command
@@ -72,19 +74,20 @@ def build_services(
     services = Services(settings=settings, clock=clock, telemetry=telemetry)
     if "commands" in roles:
         tune_for_writers()
-        app = build_application(settings, clock)
+        writer = event_store(settings, lambda: build_application(settings, clock))
         units = telemetry.group_commit_units
 
         def observe(n_units: int, n_commands: int) -> None:
             units.record(n_units)
 
-        committer = GroupCommitter(
-            _counting(app, telemetry), max_commands=settings.group_commit_max, on_batch=observe
-        )
-        services.commands = CommandBus(committer)
-        services.command_app = app
-        services.probes["postgres"] = _postgres_probe(settings)
-        services.closers += [committer.close, app.close]
+        def committer(app: ProfileApplication) -> GroupCommitter:
+            execute = _counting(app, telemetry)
+            return GroupCommitter(execute, max_commands=settings.group_commit_max, on_batch=observe)
+
+        services.commands = CommandBus(writer, committer)
+        services.probes["postgres"] = writer.check
+        # The committer first: it may be storing a batch with the application's pool.
+        services.closers += [services.commands.close, writer.close]
     if "query" in roles:
         client = aioredis.Redis.from_url(str(settings.redis_url), decode_responses=True)
         namespace = settings.redis_namespace
@@ -94,24 +97,43 @@ def build_services(
         services.closers.append(client.aclose)
         services.probes["redis"] = client.ping
     if "audit" in roles:
-        audit = build_application(settings, clock, cache=False)
-        services.audit_app = audit
-        services.probes["postgres"] = _postgres_probe(settings)
-        services.closers.append(audit.close)
+        reader = event_store(settings, lambda: build_application(settings, clock, cache=False))
+        services.audit = reader
+        services.probes.setdefault("postgres", reader.check)
+        services.closers.append(reader.close)
     return services
 
 
-def _postgres_probe(settings: Settings) -> Callable[[], Awaitable[None]]:
-    url = str(settings.database_url)
-    return lambda: asyncio.to_thread(ping, url)
+def event_store(settings: Settings, build: Callable[[], ProfileApplication]) -> EventStore:
+    """An application on the event store, built as soon as Postgres answers (it may be down
+    when the service starts), reached within the request deadline."""
+    where = _where(str(settings.database_url))
+
+    def connect() -> ProfileApplication:
+        # A plain connection first: a failed build would leave the library's pool behind,
+        # still trying to connect in the background.
+        ping(str(settings.database_url), timeout=settings.postgres_connect_timeout)
+        return build()
+
+    app = WhenReachable(f"the event store (Postgres at {where})", connect, ProfileApplication.close)
+    return EventStore(app, settings.deadline_seconds)
+
+
+def _where(database_url: str) -> str:
+    """Host and database of a URL, without its password (it goes to the log)."""
+    params = conninfo_to_dict(database_url)
+    host = params.get("host") or "localhost"
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"{host}{port}/{params.get('dbname', '')}"
 
 
 def _counting(app: ProfileApplication, telemetry: Telemetry) -> Execute:
-    """Executes units in one transaction, counting the events they appended."""
+    """Executes units in one transaction, within the deadline of the soonest, counting the
+    events they appended."""
 
-    def execute(units: Sequence[Sequence[Command]]) -> list[Outcome]:
+    def execute(units: Sequence[Sequence[Command]], deadline: float | None) -> list[Outcome]:
         before = app.events_written
-        with telemetry.span("event_store.append", units=len(units)):
+        with telemetry.span("event_store.append", units=len(units)), deadlines.within(at=deadline):
             outcomes = app.execute(units)
         telemetry.events_appended.add(app.events_written - before)
         return outcomes

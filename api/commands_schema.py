@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -10,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.consent_types import ConsentPurpose
-from api.context import Context
+from api.context import Context, EventStore
 from api.scalars import JSON, Long
 from api.schema_options import ProfileSchema
 from domain import commands as c
@@ -37,8 +36,15 @@ class InteractionInput:
     properties: JSON | None = None
 
 
+EVENT_ID = (
+    "Optional idempotency key, as for interactions: a repeat with the same eventId writes "
+    "nothing (duplicate: true)."
+)
+
+
 @strawberry.input
 class TraitsInput:
+    event_id: strawberry.ID | None = strawberry.field(default=None, description=EVENT_ID)
     customer_id: strawberry.ID
     traits: JSON = strawberry.field(
         description="Keys are camelCase; a null value removes the trait. Known: firstName "
@@ -49,6 +55,11 @@ class TraitsInput:
 
 @strawberry.input
 class ConsentInput:
+    event_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Optional idempotency key: a retry after UNAVAILABLE or a lost answer "
+        "records the statement once.",
+    )
     customer_id: strawberry.ID
     purpose: ConsentPurpose
     source: str = strawberry.field(
@@ -117,12 +128,19 @@ def _interaction(i: InteractionInput) -> Mapping[str, object]:
 
 def _consent(i: ConsentInput) -> Mapping[str, object]:
     return {
+        "eventId": i.event_id,
         "customerId": i.customer_id,
         "purpose": i.purpose.value,
         "source": i.source,
         "policyVersion": i.policy_version,
         "occurredAt": i.occurred_at,
     }
+
+
+def _store(info: Info[Context, None]) -> EventStore:
+    commands = info.context.services.commands
+    assert commands is not None, "command side not wired"
+    return commands.store
 
 
 async def _run(info: Info[Context, None], unit: list[c.Command], op: str) -> list[CommandResult]:
@@ -163,7 +181,12 @@ class Mutation:
 
     @strawberry.mutation
     async def update_traits(self, info: Info[Context, None], input: TraitsInput) -> CommandResult:
-        raw = {"customerId": input.customer_id, "traits": input.traits, "source": input.source}
+        raw = {
+            "eventId": input.event_id,
+            "customerId": input.customer_id,
+            "traits": input.traits,
+            "source": input.source,
+        }
         command = c.UpdateTraits.parse(raw, field="input")
         return (await _run(info, [command], "updateTraits"))[0]
 
@@ -203,17 +226,13 @@ class Mutation:
             "rule": input.rule,
         }
         command = DefineSegment.parse(raw, field="input")
-        app = info.context.services.command_app
-        assert app is not None, "command side not wired"
         with info.context.services.telemetry.span("event_store.write", operation="defineSegment"):
-            return CommandResult.of(await asyncio.to_thread(app.define_segment, command))
+            return CommandResult.of(await _store(info).call(lambda a: a.define_segment(command)))
 
     @strawberry.mutation
     async def retire_segment(self, info: Info[Context, None], id: strawberry.ID) -> CommandResult:
-        app = info.context.services.command_app
-        assert app is not None, "command side not wired"
         with info.context.services.telemetry.span("event_store.write", operation="retireSegment"):
-            return CommandResult.of(await asyncio.to_thread(app.retire_segment, str(id)))
+            return CommandResult.of(await _store(info).call(lambda a: a.retire_segment(str(id))))
 
 
 @strawberry.type

@@ -9,6 +9,7 @@ import redis.exceptions
 from eventsourcing.persistence import InterfaceError, OperationalError
 from graphql import GraphQLError
 
+from adapters.deadlines import DeadlinePassed
 from domain.errors import DomainError
 
 UNAVAILABLE = (
@@ -16,6 +17,7 @@ UNAVAILABLE = (
     redis.exceptions.TimeoutError,
     OperationalError,
     InterfaceError,
+    DeadlinePassed,
 )
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         extensions["code"] = original.code
         if field := getattr(original, "field", None):
             extensions["field"] = field
+        if outcome := getattr(original, "outcome", None):
+            # UNAVAILABLE that may have written (OutcomeUnknown): the client retries with the
+            # same eventId rather than assume nothing was stored.
+            extensions["outcome"] = outcome
     elif isinstance(original, UNAVAILABLE):
         # The query side's Redis or the audit side's Postgres did not answer.
         logger.warning("backing store unavailable: %s", original)

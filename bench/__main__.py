@@ -18,7 +18,17 @@ from adapters.embedded import start_stack
 from adapters.settings import Settings
 from bench.common import Bench, say
 from bench.report import Row, table, write_json
-from bench.scenarios import Outcome, batched, history, kafka, projection, rebuild, segments, single
+from bench.scenarios import (
+    Outcome,
+    batched,
+    faults,
+    history,
+    kafka,
+    projection,
+    rebuild,
+    segments,
+    single,
+)
 
 SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "single": single.run,
@@ -28,6 +38,7 @@ SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "segments": segments.run,
     "rebuild": rebuild.run,
     "kafka": kafka.run,
+    "faults": faults.run,
 }
 
 

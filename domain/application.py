@@ -30,17 +30,18 @@ from domain.commands import (
     EraseProfile,
     RecordInteraction,
     UpdateTraits,
+    event_id_of,
 )
 from domain.consent import ConsentModel
 from domain.errors import Conflict, DomainError, NotFound, StoreUnavailable
 from domain.ids import customer_uuid
 from domain.loading import CustomerLoading
 from domain.ports import (
+    ClaimedEvent,
     Clock,
+    EventIdClaim,
     EventIndex,
-    InteractionKey,
     PersonalDataVault,
-    RecordedInteraction,
     SourceOffsets,
 )
 from domain.segment_cases import SegmentCases
@@ -196,7 +197,7 @@ class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases
         known = self._preload(
             [customer_uuid(c.customer_id) for unit in units for c in unit],
             batch,
-            [c.event_id for unit in units for c in unit if isinstance(c, RecordInteraction)],
+            [e for unit in units for c in unit if (e := event_id_of(c)) is not None],
         )
         outcomes: list[Outcome] = []
         for u, unit in enumerate(units):
@@ -220,12 +221,12 @@ class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases
         touched = [c for c in batch.customers.values() if c is not None and c.pending_events]
         if before_commit is not None:
             before_commit(dict(failed))
-        if touched or offsets is not None:
+        if touched or offsets is not None or batch.claims:
             if self.vault is not None:
                 self.vault.prepare([c.id for c in touched])
             stored = self._store(
                 touched,
-                interactions=list(batch.claims.values()),
+                claims=list(batch.claims.values()),
                 shred=sorted(batch.erased),
                 offsets=offsets,
             )
@@ -242,18 +243,22 @@ class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases
         command: Command,
         slot: tuple[int, int],
         batch: Batch,
-        known: dict[str, RecordedInteraction],
+        known: dict[str, ClaimedEvent],
         now: datetime,
     ) -> CommandResult:
         cid = command.customer_id
-        if isinstance(command, RecordInteraction):
-            seen = known.get(command.event_id)
+        if isinstance(command, EraseProfile):
+            return self._erase(command, slot, batch, now)
+        customer = self._load_live(cid, batch)  # an erased customer's commands are refused
+        event_id = command.event_id
+        if event_id is not None:
+            seen = known.get(event_id)
             if seen is not None:
                 return CommandResult(cid, seen.version, seen.position, duplicate=True)
-            if command.event_id in batch.claims:
-                batch.duplicates_in_batch[slot] = command.event_id
+            if event_id in batch.claims:
+                batch.duplicates_in_batch[slot] = event_id
                 return CommandResult(cid, 0, 0, duplicate=True)
-            customer = self._load_live(cid, batch)
+        if isinstance(command, RecordInteraction):
             allowed = (
                 customer.tracking_allowed(self.consent_model)
                 if customer is not None
@@ -272,22 +277,11 @@ class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases
                 currency=command.currency,
                 at=now,
             )
-            batch.claims[command.event_id] = InteractionKey(
-                command.event_id, customer.id, customer.version
-            )
         elif isinstance(command, UpdateTraits):
-            customer = self._load_live(cid, batch) or self._register(cid, batch, now)
+            customer = customer or self._register(cid, batch, now)
             customer.update_traits(command.traits, source=command.source, at=now)
-        elif isinstance(command, EraseProfile):
-            customer = self._load(cid, batch)
-            if customer is None:
-                raise NotFound(f"customer {cid!r} has no profile; there is nothing to erase")
-            if customer.erased:
-                return CommandResult(cid, customer.version, 0, duplicate=True)
-            customer.erase(reason=command.reason, requested_by=command.requested_by, at=now)
-            batch.erased.add(customer.id)
         else:
-            customer = self._load_live(cid, batch) or self._register(cid, batch, now)
+            customer = customer or self._register(cid, batch, now)
             customer.change_consent(
                 command.purpose,
                 granted=command.granted,
@@ -296,5 +290,23 @@ class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases
                 occurred_at=command.occurred_at,
                 at=now,
             )
+        if event_id is not None:
+            # Claimed even when nothing changed (traits as they were): it points at the
+            # customer's latest event then, and a retry is answered as a duplicate of it.
+            batch.claims[event_id] = EventIdClaim(event_id, customer.id, customer.version)
+        batch.pending[slot] = (customer.id, customer.version)
+        return CommandResult(cid, customer.version, 0)
+
+    def _erase(
+        self, command: EraseProfile, slot: tuple[int, int], batch: Batch, now: datetime
+    ) -> CommandResult:
+        cid = command.customer_id
+        customer = self._load(cid, batch)
+        if customer is None:
+            raise NotFound(f"customer {cid!r} has no profile; there is nothing to erase")
+        if customer.erased:
+            return CommandResult(cid, customer.version, 0, duplicate=True)
+        customer.erase(reason=command.reason, requested_by=command.requested_by, at=now)
+        batch.erased.add(customer.id)
         batch.pending[slot] = (customer.id, customer.version)
         return CommandResult(cid, customer.version, 0)

@@ -9,7 +9,7 @@ from uuid import UUID
 from domain.commands import CommandResult
 from domain.customer import Customer
 from domain.errors import DomainError
-from domain.ports import InteractionKey
+from domain.ports import EventIdClaim
 
 Outcome = list[CommandResult] | DomainError
 Slot = tuple[int, int]  # (unit index, command index)
@@ -19,7 +19,7 @@ Slot = tuple[int, int]  # (unit index, command index)
 class Batch:
     customers: dict[UUID, Customer | None] = field(default_factory=dict)
     versions_before: dict[UUID, int] = field(default_factory=dict)
-    claims: dict[str, InteractionKey] = field(default_factory=dict)
+    claims: dict[str, EventIdClaim] = field(default_factory=dict)
     # Results whose position is known only once the events are stored.
     pending: dict[Slot, tuple[UUID, int]] = field(default_factory=dict)
     duplicates_in_batch: dict[Slot, str] = field(default_factory=dict)
@@ -45,5 +45,7 @@ class Batch:
             outcome = outcomes[u]
             claim = self.claims[event_id]
             if isinstance(outcome, list):
-                position = positions[(claim.originator_id, claim.version)]
+                # 0 for a claim of an event stored before (a command that changed nothing):
+                # found with the other unwritten ones afterwards.
+                position = positions.get((claim.originator_id, claim.version), 0)
                 outcome[i] = CommandResult(outcome[i].id, claim.version, position, duplicate=True)

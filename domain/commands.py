@@ -80,6 +80,7 @@ class UpdateTraits:
     customer_id: str
     traits: dict[str, Any]
     source: str | None
+    event_id: str | None = None  # optional idempotency key, claimed as an interaction's is
 
     @classmethod
     def parse(cls, raw: Mapping[str, object], *, field: str) -> UpdateTraits:
@@ -87,6 +88,7 @@ class UpdateTraits:
             customer_id=validate_name(raw.get("customerId"), f"{field}.customerId"),
             traits=normalise_traits(raw.get("traits"), f"{field}.traits"),
             source=_optional_text(raw.get("source"), f"{field}.source"),
+            event_id=_optional_text(raw.get("eventId"), f"{field}.eventId"),
         )
 
 
@@ -98,6 +100,7 @@ class ChangeConsent:
     source: str
     policy_version: str | None
     occurred_at: datetime
+    event_id: str | None = None  # optional idempotency key, claimed as an interaction's is
 
     @classmethod
     def parse(
@@ -121,6 +124,7 @@ class ChangeConsent:
             occurred_at=now
             if occurred_raw is None
             else _event_time(occurred_raw, f"{field}.occurredAt", now),
+            event_id=_optional_text(raw.get("eventId"), f"{field}.eventId"),
         )
 
 
@@ -140,6 +144,11 @@ class EraseProfile:
 
 
 Command = RecordInteraction | UpdateTraits | ChangeConsent | EraseProfile
+
+
+def event_id_of(command: Command) -> str | None:
+    """The idempotency key a command carries, if any (an erasure is idempotent by itself)."""
+    return None if isinstance(command, EraseProfile) else command.event_id
 
 
 @dataclass(frozen=True)

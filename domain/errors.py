@@ -42,6 +42,14 @@ class StoreUnavailable(DomainError):
     code = "UNAVAILABLE"
 
 
+class OutcomeUnknown(StoreUnavailable):
+    """The store stopped answering while a write was being committed, and did not answer in
+    time to tell whether it was stored. The only UNAVAILABLE that may have written: a retry
+    with the same eventId is then answered duplicate: true."""
+
+    outcome = "unknown"  # extensions.outcome
+
+
 class SourceMoved(DomainError):
     """Another consumer stored a position past this batch's start: nothing of it was written.
 

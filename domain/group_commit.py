@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from domain.batch import Outcome
 from domain.commands import Command
+from domain.errors import StoreUnavailable
 
-Execute = Callable[[Sequence[Sequence[Command]]], list[Outcome]]
+# The units of one transaction, and the deadline (monotonic clock) of the soonest of them.
+Execute = Callable[[Sequence[Sequence[Command]], float | None], list[Outcome]]
 Observer = Callable[[int, int], None]  # (units, commands) per transaction
 
 
 @dataclass
 class _Pending:
     unit: Sequence[Command]
+    deadline: float | None
     future: Future[Outcome] = field(default_factory=Future)
 
 
@@ -35,8 +39,10 @@ class GroupCommitter:
         max_commands: int = 1_000,
         on_batch: Observer | None = None,
         name: str = "group-commit",
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._execute = execute
+        self._monotonic = monotonic
         self._max_commands = max_commands
         self._on_batch = on_batch
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -44,10 +50,12 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, unit: Sequence[Command]) -> Future[Outcome]:
+    def submit(self, unit: Sequence[Command], deadline: float | None = None) -> Future[Outcome]:
+        """`deadline` (on the monotonic clock): a unit still queued then is not sent; one
+        being stored then is cut off (the store adapter's part)."""
         if self._closed:
             raise RuntimeError("the group committer is closed")
-        pending = _Pending(unit)
+        pending = _Pending(unit, deadline)
         self._queue.put(pending)
         return pending.future
 
@@ -82,10 +90,21 @@ class GroupCommitter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         live = [p for p in batch if p.future.set_running_or_notify_cancel()]
+        now = self._monotonic()
+        for late in [p for p in live if p.deadline is not None and p.deadline <= now]:
+            # The store was too slow for the commands before it: nothing of this one was sent.
+            late.future.set_exception(
+                StoreUnavailable(
+                    "the event store did not take this command before its deadline; nothing "
+                    "was written, send it again"
+                )
+            )
+            live.remove(late)
         if not live:
             return
+        deadlines = [p.deadline for p in live if p.deadline is not None]
         try:
-            outcomes = self._execute([p.unit for p in live])
+            outcomes = self._execute([p.unit for p in live], min(deadlines, default=None))
         except BaseException as error:  # every caller must hear why its command failed
             for p in live:
                 p.future.set_exception(error)

@@ -21,7 +21,7 @@ from domain.batch import Batch, Outcome
 from domain.customer import Customer
 from domain.errors import CustomerErased
 from domain.ids import customer_uuid
-from domain.ports import EventIndex, RecordedInteraction
+from domain.ports import ClaimedEvent, EventIndex
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class CustomerLoading(Application[UUID]):
 
     def _preload(
         self, uids: Collection[UUID], batch: Batch, event_ids: Collection[str] = ()
-    ) -> dict[str, RecordedInteraction]:
+    ) -> dict[str, ClaimedEvent]:
         """Loads every customer the batch needs, cache first, and finds which of its eventIds
         are claimed: one round trip for all of it. Two queries per customer, as the library's
         repository makes, kept the commit thread waiting for most of each transaction.

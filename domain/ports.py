@@ -15,8 +15,9 @@ Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
-class RecordedInteraction:
-    """Where an interaction's eventId was first stored."""
+class ClaimedEvent:
+    """Where a command's eventId was first stored: the event it claimed (for a command that
+    changed nothing, the customer's latest event then)."""
 
     originator_id: UUID
     version: int
@@ -24,8 +25,9 @@ class RecordedInteraction:
 
 
 @dataclass(frozen=True)
-class InteractionKey:
-    """Passed to the recorder with the events, so the eventId is claimed in their transaction."""
+class EventIdClaim:
+    """Passed to the recorder with the events, so the eventId is claimed in their transaction.
+    Interactions, traits and consent changes share one namespace of eventIds."""
 
     event_id: str
     originator_id: UUID
@@ -48,13 +50,14 @@ class SourceOffsets:
 
 @dataclass(frozen=True)
 class BatchRead:
-    claimed: dict[str, RecordedInteraction]
+    claimed: dict[str, ClaimedEvent]
     streams: dict[UUID, list[StoredEvent]]
 
 
 @runtime_checkable
 class EventIndex(Protocol):
-    """Finds stored events: interactions by eventId (claimed forever), any event by stream version.
+    """Finds stored events: commands' events by eventId (claimed forever), any event by stream
+    version.
 
     A claim that collides with an earlier one fails the transaction that made it.
     """

@@ -11,7 +11,7 @@ from eventsourcing.persistence import ApplicationRecorder, EventStore, Integrity
 from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder
 
 from domain.application import ProfileApplication
-from domain.ports import BatchRead, InteractionKey, RecordedInteraction
+from domain.ports import BatchRead, ClaimedEvent, EventIdClaim
 
 
 class InMemoryRecorder(POPOApplicationRecorder):
@@ -19,12 +19,12 @@ class InMemoryRecorder(POPOApplicationRecorder):
 
     def __init__(self) -> None:
         super().__init__()
-        self.claims: dict[str, RecordedInteraction] = {}
+        self.claims: dict[str, ClaimedEvent] = {}
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        claims: Sequence[InteractionKey] = kwargs.get("interactions") or ()
+        claims: Sequence[EventIdClaim] = kwargs.get("claims") or ()
         with self._database_lock:
             taken = [c.event_id for c in claims if c.event_id in self.claims]
             if taken:
@@ -35,10 +35,23 @@ class InMemoryRecorder(POPOApplicationRecorder):
                 (e.originator_id, e.originator_version): n
                 for e, n in zip(stored_events, ids, strict=True)
             }
+            missing = [k for c in claims if (k := (c.originator_id, c.version)) not in where]
+            # A claim of a command that changed nothing names an event stored before.
+            where.update(self._positions_unlocked(missing))
             for c in claims:
                 position = where[(c.originator_id, c.version)]
-                self.claims[c.event_id] = RecordedInteraction(c.originator_id, c.version, position)
+                self.claims[c.event_id] = ClaimedEvent(c.originator_id, c.version, position)
         return ids
+
+    def _positions_unlocked(
+        self, keys: Collection[tuple[UUID, int]]
+    ) -> dict[tuple[UUID, int], int]:
+        wanted = set(keys)
+        return {
+            (e.originator_id, e.originator_version): n
+            for n, e in enumerate(self._stored_events, start=1)
+            if (e.originator_id, e.originator_version) in wanted
+        }
 
     def find_positions(self, keys: Collection[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
         found: dict[tuple[UUID, int], int] = {}

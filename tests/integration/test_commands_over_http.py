@@ -179,3 +179,23 @@ def test_segments_are_defined_versioned_and_retired_over_http(service: Service) 
         "input.rule.all[0].event.within",
     )
     assert code(service.command(RETIRE, id="unknown")) == "NOT_FOUND"
+
+
+TRAITS_ONCE = """mutation($input: TraitsInput!) {
+  updateTraits(input: $input) { version position duplicate }
+}"""
+ERASE = """mutation($input: EraseInput!) { eraseProfile(input: $input) { version } }"""
+
+
+def test_a_traits_update_sent_again_with_its_event_id_is_a_duplicate(service: Service) -> None:
+    update = {"eventId": "t-1", "customerId": "c-1", "traits": {"loyaltyTier": "gold"}}
+    first = service.command(TRAITS_ONCE, input=update)["data"]["updateTraits"]
+    again = service.command(TRAITS_ONCE, input=update)["data"]["updateTraits"]
+    assert again == {**first, "duplicate": True}
+
+
+def test_a_repeated_event_id_of_an_erased_customer_answers_erased(service: Service) -> None:
+    service.command(RECORD, input=interaction("e-1"))
+    erase = {"customerId": "c-1", "reason": "GDPR art. 17", "requestedBy": "staff-1"}
+    assert service.command(ERASE, input=erase)["data"]["eraseProfile"]
+    assert code(service.command(RECORD, input=interaction("e-1"))) == "ERASED"

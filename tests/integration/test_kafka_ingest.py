@@ -156,3 +156,27 @@ def test_a_store_outage_is_retried_and_never_dead_lettered(
         holder.close()
     assert event_counts(settings)["InteractionRecorded"] == 50
     assert read_topic(settings, settings.kafka.dlq_topic) == []
+
+
+def test_traits_and_consents_sent_again_with_their_event_ids_are_stored_once(
+    settings: Settings, kafka_bootstrap: str
+) -> None:
+    """A producer that resends after a timeout (new messages, same eventIds) stores nothing
+    twice: not a consent statement, not a traits update over a later one."""
+    settings = kafka_settings(settings, kafka_bootstrap)
+    grant = {"kind": "grantConsent", "customerId": "k-1", "purpose": "EMAIL", "source": "form"}
+    gold = {"kind": "traits", "customerId": "k-1", "traits": {"loyaltyTier": "gold"}}
+    silver = {"kind": "traits", "customerId": "k-1", "traits": {"loyaltyTier": "silver"}}
+    first = [{**grant, "eventId": "k-grant"}, {**gold, "eventId": "k-gold"}, silver]
+    resent = [{**grant, "eventId": "k-grant"}, {**gold, "eventId": "k-gold"}]
+    produce(settings, [("k-1", m) for m in [*first, *resent]])
+    with ingesting(settings):
+        wait_consumed(settings, 5)
+    counts = event_counts(settings)
+    assert counts["ConsentGranted"] == 1 and counts["TraitsUpdated"] == 2, counts
+    app = build_application(settings, utc_now, cache=False)
+    try:
+        customer = app.customer_at("k-1")
+        assert customer is not None and customer.traits["loyaltyTier"] == "silver"
+    finally:
+        app.close()

@@ -24,7 +24,7 @@ from adapters.store_config import build_application
 from domain.application import utc_now
 from domain.customer import Customer
 from domain.ids import customer_uuid
-from domain.ports import InteractionKey
+from domain.ports import EventIdClaim
 from tests.integration.conftest import Service
 from tests.integration.queries import GRANT, PROFILE, RECORD_MANY
 from tests.integration.readmodels import dump, rebuild
@@ -74,10 +74,10 @@ def write_v1(settings: Settings) -> dict[tuple[str, int], bytes]:
             events = customer.collect_events()
             stored = [writers[how].to_stored_event(e) for e in events]
             claims = [
-                InteractionKey(e.event_id, customer.id, e.originator_version)  # type: ignore[attr-defined]
+                EventIdClaim(e.event_id, customer.id, e.originator_version)  # type: ignore[attr-defined]
                 for e in events[1:]
             ]
-            app.recorder.insert_events(stored, interactions=claims)
+            app.recorder.insert_events(stored, claims=claims)
             rows.update({(customer_id, s.originator_version): s.state for s in stored})
     finally:
         keys.close()

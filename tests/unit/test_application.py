@@ -9,7 +9,7 @@ import pytest
 from domain.commands import ChangeConsent, Command, EraseProfile, RecordInteraction, UpdateTraits
 from domain.consent import ConsentModel
 from domain.customer import Customer
-from domain.errors import InvalidInput, NotFound
+from domain.errors import CustomerErased, InvalidInput, NotFound
 from tests.fakes import FakeClock, memory_app
 
 
@@ -163,3 +163,62 @@ def test_customer_rebuilt_from_a_snapshot_equals_the_live_one() -> None:
         live.consents,
         live.interaction_count,
     )
+
+
+def traits(event_id: str | None = None, **values: object) -> UpdateTraits:
+    raw: dict[str, object] = {"customerId": "c-1", "traits": values or {"firstName": "Ada"}}
+    if event_id is not None:
+        raw["eventId"] = event_id
+    return UpdateTraits.parse(raw, field="input")
+
+
+def test_a_consent_sent_again_with_its_event_id_is_recorded_once() -> None:
+    app = memory_app()
+    first = app.grant_consent(consent(True, eventId="k-1"))
+    again = app.grant_consent(consent(True, eventId="k-1"))
+    assert again.duplicate and (again.version, again.position) == (first.version, first.position)
+    stored = app.recorder.select_notifications(start=1, limit=10)
+    assert [n.topic.rsplit(".", 1)[-1] for n in stored] == ["Registered", "ConsentGranted"]
+
+
+def test_a_traits_update_sent_again_with_its_event_id_is_not_applied_again() -> None:
+    app = memory_app()
+    first = app.update_traits(traits("t-1", loyaltyTier="gold"))
+    app.update_traits(traits(loyaltyTier="silver"))
+    # A late retry of the first update must not turn the tier back to gold.
+    again = app.update_traits(traits("t-1", loyaltyTier="gold"))
+    assert again.duplicate and again.position == first.position
+    customer = app.customer_at("c-1")
+    assert customer is not None and customer.traits["loyaltyTier"] == "silver"
+
+
+def test_an_update_that_changed_nothing_still_claims_its_event_id() -> None:
+    app = memory_app()
+    app.update_traits(traits(loyaltyTier="gold"))
+    unchanged = app.update_traits(traits("t-2", loyaltyTier="gold"))
+    assert not unchanged.duplicate
+    app.update_traits(traits(loyaltyTier="silver"))
+    again = app.update_traits(traits("t-2", loyaltyTier="gold"))
+    assert again.duplicate and again.position == unchanged.position > 0
+    customer = app.customer_at("c-1")
+    assert customer is not None and customer.traits["loyaltyTier"] == "silver"
+
+
+def test_interactions_traits_and_consents_share_one_namespace_of_event_ids() -> None:
+    app = memory_app()
+    app.record_interaction(interaction("same"))
+    assert app.grant_consent(consent(True, eventId="same")).duplicate
+
+
+def test_a_repeated_event_id_of_an_erased_customer_answers_erased() -> None:
+    app = memory_app()
+    app.record_interaction(interaction("e-1"))
+    app.erase_profile(EraseProfile.parse(_erasure(), field="input"))
+    with pytest.raises(CustomerErased):
+        app.record_interaction(interaction("e-1"))
+    with pytest.raises(CustomerErased):
+        app.grant_consent(consent(True, eventId="e-1"))
+
+
+def _erasure() -> dict[str, object]:
+    return {"customerId": "c-1", "reason": "GDPR art. 17 request", "requestedBy": "staff-1"}
