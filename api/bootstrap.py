@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import threading
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
@@ -28,7 +26,7 @@ from projections.catalog import Catalog, ModelFactory
 from projections.profile import ProfileKeys, ProfileReadModel
 from projections.profile_queries import ProfileQueries
 from projections.rebuild import BuildShares, ProgressObserver, Rebuild
-from projections.runner import Projector
+from projections.runner import Health, Projector
 from projections.score import ScoreKeys, ScoreReadModel
 from projections.segment_queries import SegmentQueries
 from projections.segments import SegmentKeys, SegmentsReadModel
@@ -90,7 +88,9 @@ def build_services(
         namespace = settings.redis_namespace
         services.profiles = ProfileQueries(client, namespace, settings.score_model, clock)
         services.segments = SegmentQueries(client, namespace)
-        services.status = StatusReader(client, namespace, _tracked(settings))
+        services.status = StatusReader(
+            client, namespace, _tracked(settings), clock, settings.projection_stalled_seconds
+        )
         services.closers.append(client.aclose)
         services.probes["redis"] = client.ping
     if "audit" in roles:
@@ -119,24 +119,12 @@ def _counting(app: ProfileApplication, telemetry: Telemetry) -> Execute:
     return execute
 
 
-@dataclass
-class ProjectorHandle:
-    projector: Projector
-    reader: ProfileApplication
-    thread: threading.Thread
-    stop: threading.Event
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        self.reader.close()
-
-
 def build_projector(
-    settings: Settings, telemetry: Telemetry, clock: Clock = utc_now
+    settings: Settings, telemetry: Telemetry, clock: Clock = utc_now, health: Health | None = None
 ) -> tuple[Projector, ProfileApplication, PostgresWakeup]:
     """Keeps the serving version of each read model live (a rebuild may switch it).
-    The reader application is returned so the caller keeps it (and its pool) alive."""
+    The reader application is returned so the caller keeps it (and its pool) alive.
+    Raises when a store does not answer: `api.projector_job` waits for them first."""
     reader = build_application(settings, utc_now, cache=False)
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
     batch = telemetry.projection_batch
@@ -144,35 +132,27 @@ def build_projector(
     def observe(name: str, events: int, seconds: float) -> None:
         batch.record(events, {"read_model": name})
 
-    projector = Projector(
-        reader.recorder,
-        reader.mapper,
-        client,
-        build_catalog(settings, clock, client).serving,
-        batch_size=settings.projection_batch,
-        on_batch=observe,
-        span=telemetry.span,
-    )
+    try:
+        projector = Projector(
+            reader.recorder,
+            reader.mapper,
+            client,
+            build_catalog(settings, clock, client).serving,
+            batch_size=settings.projection_batch,
+            on_batch=observe,
+            span=telemetry.span,
+            clock=clock,
+            health=health,
+        )
+    except Exception:
+        reader.close()
+        client.close()
+        raise
     telemetry.watch_projections(
         lambda: {n: (s.position, s.head, s.lag_seconds) for n, s in projector.status.items()}
     )
     assert settings.database_url is not None
     return projector, reader, PostgresWakeup(settings.database_url)
-
-
-def start_projector(
-    settings: Settings, telemetry: Telemetry, clock: Clock = utc_now
-) -> ProjectorHandle:
-    projector, reader, wakeup = build_projector(settings, telemetry, clock)
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=projector.run,
-        args=(stop, wakeup, settings.projection_poll_seconds),
-        name="projector",
-        daemon=True,
-    )
-    thread.start()
-    return ProjectorHandle(projector, reader, thread, stop)
 
 
 def build_rebuild(
