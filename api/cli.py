@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="apply pending SQL migrations (DATABASE_URL)")
     mig.add_argument("--status", action="store_true", help="list applied and pending migrations")
 
-    sub.add_parser("project", help="run the projector: keep the Redis read models live")
+    project = sub.add_parser("project", help="run the projector: keep the Redis read models live")
+    project.add_argument(
+        "--port", type=int, help="serve /healthz, /readyz and /metrics on this port"
+    )
+    project.add_argument("--host", default="0.0.0.0")
     privacy_cli.add_parsers(sub)
     rebuild_cli.add_parser(sub)
     kafka_cli.add_parsers(sub)
@@ -113,20 +117,26 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _project(settings: Settings) -> int:
-    from api.bootstrap import build_projector
+def _project(args: argparse.Namespace, settings: Settings) -> int:
+    """Starts whether or not its stores answer, and waits for them (`api.projector_job`)."""
+    from api.health_http import HealthServer
+    from api.projector_job import readiness, run_projector
+    from projections.runner import Health
 
     telemetry = setup_telemetry(settings)
-    projector, reader, wakeup = build_projector(settings, telemetry)
-    stop = threading.Event()
+    stop, health = threading.Event(), Health()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    logger.info("projector following the event store")
+    server = None
+    if args.port is not None:
+        ready = readiness(health, settings)
+        server = HealthServer(args.host, args.port, telemetry, ready, "projector").start()
     try:
-        projector.run(stop, wakeup, settings.projection_poll_seconds)
+        run_projector(settings, telemetry, stop, health=health)
     finally:
-        wakeup.close()
-        reader.close()
+        if server is not None:
+            server.close()
+        telemetry.shutdown()
     return 0
 
 
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         if _missing(args.command, needs, "use 'profiles dev', which starts embedded servers"):
             return 2
         if args.command == "project":
-            return _project(settings)
+            return _project(args, settings)
         if args.command == "rebuild":
             return rebuild_cli.run(args, settings)
         _serve(settings, args.role, args.host, args.port, args.project)

@@ -16,8 +16,8 @@ from strawberry.dataloader import DataLoader
 from adapters import deadlines
 from adapters.event_store import ping_store
 from adapters.settings import Settings
+from adapters.store_wait import WhenReachable
 from adapters.telemetry import Telemetry
-from api.store_wait import WhenReachable
 from domain.application import ProfileApplication
 from domain.batch import Outcome
 from domain.commands import Command, CommandResult

@@ -19,6 +19,7 @@ from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.telemetry import Telemetry, setup_telemetry
 from adapters.wakeup import PostgresWakeup
+from api.health_http import HealthServer
 from domain.application import utc_now
 from projections.segments import SegmentKeys
 
@@ -44,6 +45,10 @@ class Workers:
             if not any(t.is_alive() for t in self.threads):
                 return 1
         return 0
+
+    def readiness(self) -> dict[str, str]:
+        """For /readyz: each worker running, or stopped (it ended on an error)."""
+        return {t.name: "ok" if t.is_alive() else "stopped" for t in self.threads}
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -108,19 +113,22 @@ def run_workers(
     metrics_port: int | None = None,
     stop_event: threading.Event | None = None,
 ) -> int:
-    """Runs the chosen workers in this process, with their own telemetry (and /metrics on
-    `metrics_port`), until SIGINT, SIGTERM or `stop_event` (0), or until every worker has
-    ended on its own (1)."""
+    """Runs the chosen workers in this process, with their own telemetry (and /metrics,
+    /healthz, /readyz on `metrics_port`), until SIGINT, SIGTERM or `stop_event` (0), or until
+    every worker has ended on its own (1)."""
     telemetry = setup_telemetry(settings)
-    if metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, registry=telemetry.registry)
     workers = start_workers(settings, telemetry, ingest=ingest, relay=relay, stop_event=stop_event)
+    server = None
+    if metrics_port:
+        name = "ingest" if ingest else "relay"
+        server = HealthServer("0.0.0.0", metrics_port, telemetry, workers.readiness, name)
+        server.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: workers.stop_event.set())
     try:
         return workers.wait()
     finally:
+        if server is not None:
+            server.close()
         workers.stop()
         telemetry.shutdown()

@@ -169,7 +169,14 @@ class ProjectionStatus:
     head_position: Long
     lag: Long
     state: str = strawberry.field(
-        description="live, or rebuilding (a new version is being built while this one serves)"
+        description="live; rebuilding (a new version is being built while this one serves); "
+        "stalled (no word from its projector for longer than the configured bound: position "
+        "and lag are then the last known, and the read model may be behind)"
+    )
+    updated_at: datetime | None = strawberry.field(
+        default=None,
+        description="When the projector last reported, whether or not there was anything to "
+        "project.",
     )
     rebuild_version: int | None = strawberry.field(
         default=None, description="While rebuilding: the version being built."
@@ -270,6 +277,7 @@ class Query:
                 head_position=Long(s.head),
                 lag=Long(max(s.head - s.position, 0)),
                 state=s.state,
+                updated_at=s.updated_at,
                 rebuild_version=s.rebuild_version,
                 rebuild_position=None if s.rebuild_position is None else Long(s.rebuild_position),
             )

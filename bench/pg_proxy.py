@@ -24,6 +24,7 @@ class _Link:
     server: socket.socket
     # Once set: the server's bytes are dropped, and the client is cut off at this instant.
     losing_since: float | None = None
+    dropped: bool = False
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -142,7 +143,6 @@ class PostgresProxy:
         try:
             while not link.closed:
                 if link.losing_since is not None and time.monotonic() - link.losing_since > 0.3:
-                    self.replies_lost += 1
                     break
                 if self._frozen.is_set():
                     time.sleep(0.01)
@@ -163,6 +163,9 @@ class PostgresProxy:
                         link.server.sendall(data)
                     elif link.losing_since is None:
                         link.client.sendall(data)
+                    elif not link.dropped:
+                        link.dropped = True  # counted when a reply is in fact thrown away
+                        self.replies_lost += 1
         except (OSError, ValueError):
             return
         finally:

@@ -7,6 +7,7 @@ by the script, so nothing is lost or applied twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,10 +22,15 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper
 from redis.exceptions import ResponseError
 
 from adapters.collector import few_collections
+from adapters.store_wait import Outage
 from projections.ops import Op, encode
 from projections.scripts import APPLY_BATCH
 
 logger = logging.getLogger(__name__)
+
+# The longest a working projector goes without reporting to the query side, when idle (it
+# reports every pass) or in a long catch-up or back-fill (it reports between steps).
+HEARTBEAT_SECONDS = 1.0
 
 
 class ReadModel(Protocol):
@@ -93,6 +99,34 @@ class Status:
         return max(self.head - self.position, 0)
 
 
+class Health:
+    """What the projector's loop last said of itself, for a readiness check in another thread:
+    the trouble it is in (waiting for a store, a failing pass), or when it last got on."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._trouble: str | None = "starting"
+        self._progressed = clock()
+
+    def trouble(self, line: str) -> None:
+        with self._lock:
+            self._trouble = line
+
+    def progressed(self) -> None:
+        with self._lock:
+            self._trouble, self._progressed = None, self._clock()
+
+    def problem(self, bound: float) -> str | None:
+        """None while following; otherwise what is wrong. A loop that has not got on for
+        `bound` seconds is stuck (a store that hangs instead of failing)."""
+        with self._lock:
+            if self._trouble is not None:
+                return self._trouble
+            quiet = self._clock() - self._progressed
+        return f"no progress for {quiet:.1f} s" if quiet > bound else None
+
+
 BatchObserver = Callable[[str, int, float], None]  # (read model, events, seconds)
 PageObserver = Callable[[int, int], None]  # (lowest position reached, target)
 # The models to keep live, asked again on every pass: a rebuild may switch their versions.
@@ -112,6 +146,8 @@ class Projector:
         on_batch: BatchObserver | None = None,
         on_page: PageObserver | None = None,
         span: SpanFactory | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        health: Health | None = None,
     ) -> None:
         self._recorder = recorder
         self._mapper = mapper
@@ -128,6 +164,9 @@ class Projector:
         self._span = span or (lambda name, **attrs: nullcontext())
         self._apply = redis.register_script(APPLY_BATCH)
         self.status = {m.name: Status() for m in self._models}
+        self._clock = clock  # stamps the heartbeat: the query side judges its age
+        self.health = health or Health()
+        self._beaten = time.monotonic()
 
     def position(self, model: ReadModel) -> int:
         raw = self._redis.hget(model.tracking_key, "position")
@@ -175,10 +214,11 @@ class Projector:
                         )
                 if self._on_page is not None:
                     self._on_page(min(positions.values()), target)
+                if time.monotonic() - self._beaten >= HEARTBEAT_SECONDS:
+                    self._report(positions, head)  # a long catch-up is not a stalled one
             for name, pending in applying.items():
                 settled(name, pending)
-        for model in self._models:
-            self._report(model, positions[model.name], head)
+        self._report(positions, head)
         # Events, not events times read models: the model furthest behind saw every one.
         return max(applied.values(), default=0)
 
@@ -236,22 +276,42 @@ class Projector:
             self._on_batch(model.name, len(mine), time.perf_counter() - started)
         return len(mine), last
 
-    def _report(self, model: ReadModel, position: int, head: int) -> None:
-        status = self.status[model.name]
-        status.position, status.head = position, max(head, position)
-        if status.lag == 0:
-            status.lag_seconds = 0.0
-        # The query side reads no Postgres: it learns the head from here.
-        self._redis.hset(
-            model.tracking_key,
-            mapping={
-                "head": status.head,
-                "lagSeconds": f"{status.lag_seconds:.3f}",
-                "version": model.version,
-                "schema": model.schema,
-                "updatedAt": datetime.now(UTC).isoformat(),
-            },
-        )
+    def _report(self, positions: dict[str, int], head: int) -> None:
+        """The heartbeat: each model's head and lag as this projector sees them, stamped
+        `updatedAt`. The query side reads no Postgres: it learns the head from here, and
+        calls a model stalled when its stamp grows old."""
+        stamp = self._clock().isoformat()
+        with self._redis.pipeline(transaction=False) as pipe:
+            for model in self._models:
+                status = self.status[model.name]
+                position = positions.get(model.name, status.position)
+                status.position, status.head = position, max(head, position)
+                if status.lag == 0:
+                    status.lag_seconds = 0.0
+                mapping = {
+                    "head": status.head,
+                    "lagSeconds": f"{status.lag_seconds:.3f}",
+                    "version": model.version,
+                    "schema": model.schema,
+                    "updatedAt": stamp,
+                }
+                pipe.hset(model.tracking_key, mapping=mapping)
+            pipe.execute()
+        self._beaten = time.monotonic()
+        self.health.progressed()
+
+    def _report_head(self) -> None:
+        """After a failed pass: the head only, and no stamp. The lag the query side shows then
+        grows with the store while the model is stalled, instead of keeping the last one."""
+        # Best effort: the store that failed the pass may fail this too, and is logged already.
+        with contextlib.suppress(Exception):
+            head = self._recorder.max_notification_id() or 0
+            with self._redis.pipeline(transaction=False) as pipe:
+                for model in self._models:
+                    status = self.status[model.name]
+                    status.head = max(head, status.position)
+                    pipe.hset(model.tracking_key, "head", status.head)
+                pipe.execute()
 
     def maintain(self) -> bool:
         """One step of each read model's time-driven or back-fill work."""
@@ -263,21 +323,28 @@ class Projector:
 
     def apply_ops(self, tracking_key: str, after: int, last: int, ops: list[Op]) -> bool:
         """Applies ops atomically with a tracking position; after == last: no position move."""
-        return bool(self._apply(args=[tracking_key, after, last, encode(ops)]))
+        applied = bool(self._apply(args=[tracking_key, after, last, encode(ops)]))
+        if time.monotonic() - self._beaten >= HEARTBEAT_SECONDS:
+            # A back-fill evaluates every profile in one step: it reports as it goes.
+            self._report({}, max((s.head for s in self.status.values()), default=0))
+        return applied
 
     def run(self, stop: threading.Event, wakeup: Wakeup, poll_seconds: float = 1.0) -> None:
         """Follows the store until `stop` is set; a NOTIFY wakes it, a poll covers a lost one.
         With time-driven read models the wait is short, so a window sliding past shows within
         a second."""
         timed = any(isinstance(m, Maintained) for m in self._models)
-        wait = min(poll_seconds, 0.2) if timed else poll_seconds
+        wait = min(poll_seconds, 0.2 if timed else HEARTBEAT_SECONDS)
+        failing = Outage("projecting", "projecting again", logger, trace=True)
         while not stop.is_set():
             try:
                 applied = self.catch_up()
                 busy = self.maintain()
-            except Exception:
-                logger.exception("projection batch failed; retrying in %.1fs", poll_seconds)
+            except Exception as error:
+                self.health.trouble(failing.failed(error))
+                self._report_head()
                 stop.wait(poll_seconds)
                 continue
+            failing.ended()
             if applied == 0 and not busy:
                 wakeup.wait(wait)

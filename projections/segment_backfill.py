@@ -60,6 +60,7 @@ class Backfill:
         profile: ProfileFacts,
         judge: Evaluator,
         affected: set[str] | None = None,
+        listed: float | None = None,
     ) -> list[Op]:
         raise NotImplementedError
 

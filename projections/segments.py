@@ -214,16 +214,26 @@ class SegmentsReadModel(Backfill):
         return {u: ProfileFacts.from_json(r) for u, r in zip(ordered, raws, strict=True)}
 
     def settle(
-        self, uid: UUID, profile: ProfileFacts, judge: Evaluator, affected: set[str] | None = None
+        self,
+        uid: UUID,
+        profile: ProfileFacts,
+        judge: Evaluator,
+        affected: set[str] | None = None,
+        listed: float | None = None,
     ) -> list[Op]:
         """Re-evaluates the profile's segments that may have moved (`affected`, those whose
         instant has come and those never evaluated; all when None) and writes its facts,
-        membership and next due instant. The others keep their answer and their instant."""
+        membership and next due instant. The others keep their answer and their instant.
+
+        `listed` is the instant the due set holds for the profile when the caller read it
+        there (a tick); otherwise the due set is taken to hold what the facts say. An entry
+        that has come is always rewritten: it must leave the past, or it is due forever."""
         scopes, segment_ids = self.live()
-        due = profile.due
-        scheduled = _earliest(due)  # what the due set holds for this profile
-        profile.forget_scopes_except(scopes)
         stamp = judge.now.timestamp()
+        scheduled = _earliest(profile.due) if listed is None else listed
+        # Retired and replaced versions go first: their instants are nobody's due any more.
+        profile.forget_scopes_except(scopes)
+        due = profile.due
         # A scope never evaluated has no entry (-inf: now); None is "not without an event".
         recheck = [
             d
@@ -249,7 +259,7 @@ class SegmentsReadModel(Backfill):
         profile.segments = sorted(joined)
         ops.append(Store(self.keys.facts(uid), profile.to_json()))
         earliest = _earliest(due)
-        if earliest != scheduled:
+        if earliest != scheduled or (scheduled is not None and scheduled <= stamp):
             ops.append(
                 Member(self.keys.due, key_text(uid), False, 0.0)
                 if earliest is None
@@ -265,18 +275,27 @@ class SegmentsReadModel(Backfill):
         ops = self.tick(self.clock())
         if ops:
             apply(self.tracking_key, position, position, ops)
-        return bool(ops) or self._backfill_step(apply, pages)
+        # A back-fill step every time, however much time-driven work there is: a tick that
+        # always finds work must not keep a new segment filling.
+        filled = self._backfill_step(apply, pages)
+        return bool(ops) or filled
 
     def tick(self, now: datetime) -> list[Op]:
         """Membership that time changed: re-evaluates the profiles whose instant has come."""
-        due = self._redis.zrangebyscore(self.keys.due, "-inf", now.timestamp(), 0, DUE_BATCH)
+        due = self._redis.zrangebyscore(
+            self.keys.due, "-inf", now.timestamp(), 0, DUE_BATCH, withscores=True
+        )
         if not due:
             return []
-        uids = [UUID(u) for u in due]
-        facts = self.load(uids)
+        listed = {UUID(u): when for u, when in due}
+        facts = self.load(list(listed))
         # Nothing happened to these profiles but time: only their due segments are rechecked.
         judge = Evaluator(self.model, now)
-        return [op for uid in uids for op in self.settle(uid, facts[uid], judge, set())]
+        return [
+            op
+            for uid, when in listed.items()
+            for op in self.settle(uid, facts[uid], judge, set(), listed=when)
+        ]
 
 
 SEGMENT_EVENTS = (Segment.Defined, Segment.Redefined, Segment.Retired)

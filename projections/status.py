@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from projections.stream_build import PLAN, applied
@@ -16,7 +17,10 @@ class ModelStatus:
     version: int  # the version serving
     position: int
     head: int
-    state: str  # live, or rebuilding while another version is built
+    # live; rebuilding while another version is built; stalled when the projector's last
+    # report is older than the bound (or there is none): position and head are then its last
+    state: str
+    updated_at: datetime | None = None  # when its projector last reported
     rebuild_version: int | None = None
     rebuild_position: int | None = None
 
@@ -30,11 +34,20 @@ class TrackedModel:
 class StatusReader:
     """`client` is a redis.asyncio client with str replies."""
 
-    def __init__(self, client: Any, namespace: str, models: Sequence[TrackedModel]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        namespace: str,
+        models: Sequence[TrackedModel],
+        clock: Callable[[], datetime],
+        stalled_after: float,
+    ) -> None:
         self._client = client
         self._pointer = pointer_key(namespace)
         self._versions = ServingVersions(namespace)
         self._models = list(models)
+        self._clock = clock
+        self._stalled_after = stalled_after  # seconds without a report
 
     async def all(self) -> list[ModelStatus]:
         fields = await self._client.hgetall(self._pointer)
@@ -48,16 +61,21 @@ class StatusReader:
                     pipe.echo("")  # keeps two replies per model
             replies = await pipe.execute()
         out = []
+        now = self._clock()
         for i, (m, v) in enumerate(zip(self._models, versions, strict=True)):
             serving, building = replies[2 * i], replies[2 * i + 1]
             position = int(serving.get("position", 0))
+            updated = _stamp(serving.get("updatedAt"))
+            stalled = updated is None or (now - updated).total_seconds() > self._stalled_after
             out.append(
                 ModelStatus(
                     name=m.name,
                     version=v.serving,
                     position=position,
                     head=max(int(serving.get("head", 0)), position),
-                    state="rebuilding" if v.building else "live",
+                    # A stalled projector matters more than a rebuild beside it.
+                    state="stalled" if stalled else "rebuilding" if v.building else "live",
+                    updated_at=updated,
                     rebuild_version=v.building,
                     rebuild_position=_reached(building) if v.building else None,
                 )
@@ -84,3 +102,11 @@ def _reached(tracking: dict[str, str]) -> int:
     if position or PLAN not in tracking:
         return position
     return applied(tracking)
+
+
+def _stamp(raw: str | None) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None  # not a stamp this code wrote: no report it can trust
+    return stamp if stamp is None or stamp.tzinfo else stamp.replace(tzinfo=UTC)

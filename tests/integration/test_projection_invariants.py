@@ -15,7 +15,7 @@ import redis
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.telemetry import setup_telemetry
-from api.bootstrap import start_projector
+from api.projector_job import start_projector
 from domain.application import ProfileApplication, utc_now
 from domain.commands import (
     ChangeConsent,
@@ -101,7 +101,7 @@ def test_live_read_model_equals_a_rebuild_after_1000_random_commands(
     try:
         run_commands(app, seed, 1_000)
         head = app.recorder.max_notification_id() or 0
-        handle.projector.catch_up(until=head)  # the live one may be mid-batch; join it
+        handle.wait_built().catch_up(until=head)  # the live one may be mid-batch; join it
         live = dump(client, settings.redis_namespace)
     finally:
         handle.close()

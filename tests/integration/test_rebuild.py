@@ -24,7 +24,8 @@ import redis.asyncio as aioredis
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.telemetry import setup_telemetry
-from api.bootstrap import build_rebuild, start_projector
+from api.bootstrap import build_rebuild
+from api.projector_job import start_projector
 from domain.application import utc_now
 from domain.commands import Command, RecordInteraction
 from projections.profile_queries import ProfileQueries
@@ -69,7 +70,7 @@ def test_rebuild_under_load_switches_with_no_partial_read(settings: Settings) ->
 
     threads = [threading.Thread(target=write), threading.Thread(target=read)]
     try:
-        wait_for(lambda: live.projector.status["profile"].position > 0)
+        wait_for(lambda: live.wait_built().status["profile"].position > 0)
         for t in threads:
             t.start()
         phases: list[str] = []
@@ -89,7 +90,7 @@ def test_rebuild_under_load_switches_with_no_partial_read(settings: Settings) ->
             t.join()
     try:
         head = app.recorder.max_notification_id() or 0
-        live.projector.catch_up(until=head)
+        live.wait_built().catch_up(until=head)
         served = dump(client, settings.redis_namespace)
     finally:
         live.close()

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
+
 from adapters.settings import Settings
+from adapters.telemetry import setup_telemetry
+from api.bootstrap import build_projector
+from domain.ids import customer_uuid
+from projections.runner import Projector
+from projections.segment_keys import SegmentKeys, key_text
+from projections.segment_state import Definition
 from tests.fakes import FakeClock
 from tests.integration.conftest import Service
 from tests.integration.queries import GRANT, RECORD_MANY
@@ -141,3 +150,109 @@ def test_a_changed_rule_re_evaluates_existing_profiles(
         )
 
     assert eventually(joined), "the changed rule was not applied to the existing profile"
+
+
+WINDOW = {"event": {"type": "page_view", "within": "PT6S"}}  # a leave instant 6 s after a view
+EVER = {"event": {"type": "page_view"}}
+
+
+def page_view(service: Service, customer: str, at: datetime) -> int:
+    one = {"eventId": f"{customer}-pv", "customerId": customer, "type": "page_view"}
+    recorded = service.command(RECORD_MANY, inputs=[{**one, "occurredAt": at.isoformat()}])
+    return int(recorded["data"]["recordInteractions"][0]["position"])
+
+
+@contextmanager
+def stepped_projector(
+    settings: Settings, clock: FakeClock
+) -> Iterator[tuple[Projector, redis.Redis]]:
+    """A projector the test steps by hand (its service runs none): no thread, no timing."""
+    projector, reader, wakeup = build_projector(settings, setup_telemetry(settings), clock)
+    client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+    try:
+        yield projector, client
+    finally:
+        client.close()
+        wakeup.close()
+        reader.close()
+
+
+def test_a_segment_defined_after_one_retired_before_its_leave_instant_fills(
+    settings: Settings, start_service: Callable[..., Service]
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    service = start_service(settings, clock=clock)
+    service.command(DEFINE, input={"id": "w", "name": "W", "rule": WINDOW})
+    consent(service, "c-1")
+    assert segments_of(service, "c-1", page_view(service, "c-1", clock())) == ["w"]
+    retired = service.command(RETIRE, id="w")["data"]["retireSegment"]
+    assert segments_of(service, "c-1", retired["position"]) == []
+    clock.advance(seconds=7)  # c-1's leave instant for the retired `w` has passed
+    service.command(DEFINE, input={"id": "v", "name": "V", "rule": EVER})
+
+    def filled() -> dict[str, Any] | None:
+        segment = service.query(SEGMENT, id="v")["data"]["segment"]
+        return segment if segment and segment["state"] == "live" else None
+
+    segment = eventually(filled, seconds=30)
+    assert segment is not None, "the segment defined after the retirement never left filling"
+    assert segment["members"]["customerIds"] == ["c-1"]
+    assert segments_of(service, "c-1") == ["v"]
+
+
+def test_a_due_instant_of_a_retired_segment_clears_and_the_projector_goes_idle(
+    settings: Settings, start_service: Callable[..., Service]
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    service = start_service(settings, clock=clock, project=False)
+    due = SegmentKeys(settings.redis_namespace).due
+
+    def steps_until_idle() -> int:
+        steps = 0
+        while projector.maintain() and steps < 100:
+            steps += 1
+        return steps
+
+    with stepped_projector(settings, clock) as (projector, client):
+        service.command(DEFINE, input={"id": "w", "name": "W", "rule": WINDOW})
+        consent(service, "c-1")
+        page_view(service, "c-1", clock())
+        projector.catch_up()
+        steps_until_idle()
+        leave = client.zrange(due, 0, -1, withscores=True)
+        assert [member for member, _ in leave] == [key_text(customer_uuid("c-1"))]
+        service.command(RETIRE, id="w")
+        projector.catch_up()
+        clock.advance(seconds=7)  # the instant the due set holds for c-1 is now past
+        assert steps_until_idle() < 100, "the projector stays busy with a profile always due"
+        assert client.zcard(due) == 0
+        # And a back-fill is reached: a segment defined now fills and goes live.
+        service.command(DEFINE, input={"id": "v", "name": "V", "rule": EVER})
+        projector.catch_up()
+        steps_until_idle()
+        definition = Definition.from_json(
+            client.hget(SegmentKeys(settings.redis_namespace).definitions, "v")
+        )
+        assert definition.state == "live"
+        assert segments_of(service, "c-1") == ["v"]
+
+
+def test_time_driven_work_does_not_hold_back_a_back_fill(
+    settings: Settings, start_service: Callable[..., Service]
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    service = start_service(settings, clock=clock, project=False)
+    keys = SegmentKeys(settings.redis_namespace)
+    with stepped_projector(settings, clock) as (projector, client):
+        service.command(DEFINE, input={"id": "w", "name": "W", "rule": WINDOW})
+        consent(service, "c-1")
+        page_view(service, "c-1", clock())
+        projector.catch_up()
+        while projector.maintain():
+            pass
+        clock.advance(seconds=7)  # c-1 is due: it leaves `w`
+        service.command(DEFINE, input={"id": "v", "name": "V", "rule": EVER})
+        projector.catch_up()
+        assert projector.maintain()
+        assert client.zcard(keys.due) == 0  # the tick ran
+        assert "v@1/" in client.hget(keys.backfill_state, "scopes")  # and so did the back-fill

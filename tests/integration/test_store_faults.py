@@ -167,7 +167,7 @@ def test_a_service_started_while_postgres_is_down_serves_and_says_what_it_awaits
     service = start_service(through, project=False)
     assert service.client.get("/healthz").status_code == 200
     ready = service.client.get("/readyz")
-    assert ready.status_code == 503 and "Postgres" in ready.json()["postgres"], ready.json()
+    assert ready.status_code == 503 and "postgres at" in ready.json()["postgres"], ready.json()
     waiting = service.command(RECORD, input=interaction("e-1"))
     assert code(waiting) == "UNAVAILABLE"
     assert "not reachable yet" in waiting["errors"][0]["message"]
@@ -309,7 +309,7 @@ def test_profiles_serve_starts_while_postgres_is_down_and_serves_once_it_is_back
     finally:
         server.terminate()
         _, log = server.communicate(timeout=20)
-    assert "waiting for the event store" in log  # the operator is told what is awaited
+    assert "waiting for postgres at" in log  # the operator is told what is awaited
 
 
 def get(url: str) -> int | None:

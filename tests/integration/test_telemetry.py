@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from adapters.settings import Settings
 from adapters.telemetry import setup_telemetry
-from api.bootstrap import start_projector
+from api.projector_job import start_projector
 from tests.integration.conftest import Service
 from tests.integration.queries import PROFILE, RECORD
 from tests.integration.test_commands_over_http import interaction
