@@ -157,7 +157,14 @@ class WhenReachable(Generic[T]):
         self._since = time.monotonic()
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        threading.Thread(target=self._run, name=f"await {store.kind}", daemon=True).start()
+        # Tried once in the caller's thread first: with the store up (the usual start), the
+        # process serves no request before what it needs is built.
+        try:
+            store.probe()
+            self._value = build()
+        except Exception as error:
+            self._note(f"waiting for {store}: {describe(error)}")
+            threading.Thread(target=self._run, name=f"await {store.kind}", daemon=True).start()
 
     def get(self) -> T:
         value = self._value
