@@ -6,6 +6,7 @@ find a knob from an error message, and a wrong value fails at start with the var
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -54,26 +55,84 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _api_keys(raw: str) -> dict[str, frozenset[str]]:
-    """`key:role[|role...],key2:role` -> {key: roles}. Roles: commands, query, audit, all."""
+@dataclass(frozen=True)
+class RateLimit:
+    """An API key's allowance: `rate` requests a second on average, `burst` at once."""
+
+    rate: float
+    burst: int
+
+
+_KEYS_SYNTAX = (
+    "'KEY:ROLE[|ROLE...][;rate=R][;burst=B]' (ROLE one of commands, query, audit, all; "
+    "R requests per second, B requests at once, default R rounded up)"
+)
+
+
+def _api_keys(raw: str) -> tuple[dict[str, frozenset[str]], dict[str, RateLimit]]:
+    """`key:role[|role...][;rate=R][;burst=B],key2:role` -> ({key: roles}, {key: limit})."""
     keys: dict[str, frozenset[str]] = {}
+    limits: dict[str, RateLimit] = {}
     allowed = {"commands", "query", "audit", "all"}
     for item in filter(None, (part.strip() for part in raw.split(","))):
-        key, sep, roles = item.partition(":")
+        key, sep, rest = item.partition(":")
+        key = key.strip()
         if not sep or not key:
             raise ConfigurationError(
-                f"PROFILES_API_KEYS entry {item!r} must look like 'KEY:ROLE' "
-                "(ROLE one of commands, query, audit, all; several joined by '|')"
+                f"PROFILES_API_KEYS entry {item!r} must look like {_KEYS_SYNTAX}"
             )
+        # Never echo a key whole: the message may end up in a log.
+        shown = f"for key ending {key[-4:]!r}"
+        roles, *params = rest.split(";")
         role_set = frozenset(r.strip() for r in roles.split("|") if r.strip())
         unknown = role_set - allowed
         if unknown or not role_set:
             raise ConfigurationError(
-                f"PROFILES_API_KEYS entry for key ending {key[-4:]!r} has unknown role(s) "
+                f"PROFILES_API_KEYS entry {shown} has unknown role(s) "
                 f"{sorted(unknown) or '(none)'}; use commands, query, audit or all"
             )
         keys[key] = frozenset(allowed) if "all" in role_set else role_set
-    return keys
+        limit = _rate_limit(params, shown)
+        if limit is not None:
+            limits[key] = limit
+    return keys, limits
+
+
+def _rate_limit(params: list[str], shown: str) -> RateLimit | None:
+    values: dict[str, str] = {}
+    for param in params:
+        name, sep, value = (p.strip() for p in param.partition("="))
+        if not sep or name not in {"rate", "burst"} or name in values:
+            raise ConfigurationError(
+                f"PROFILES_API_KEYS entry {shown} has {param.strip()!r}; "
+                f"an entry looks like {_KEYS_SYNTAX}"
+            )
+        values[name] = value
+    if not values:
+        return None
+    if "rate" not in values:
+        raise ConfigurationError(f"PROFILES_API_KEYS entry {shown} has a burst but no rate=R")
+    try:
+        rate = float(values["rate"])
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        raise ConfigurationError(
+            f"PROFILES_API_KEYS entry {shown} has rate={values['rate']!r}; "
+            "send requests per second above 0, like rate=50 or rate=0.5"
+        )
+    burst = max(1, math.ceil(rate))
+    if "burst" in values:
+        try:
+            burst = int(values["burst"])
+        except ValueError:
+            burst = 0
+        if burst < 1:
+            raise ConfigurationError(
+                f"PROFILES_API_KEYS entry {shown} has burst={values['burst']!r}; "
+                "send a whole number of requests of at least 1, like burst=100"
+            )
+    return RateLimit(rate=rate, burst=burst)
 
 
 def _score_model(env: Mapping[str, str]) -> ScoreModel:
@@ -178,6 +237,8 @@ class Settings:
     # lock held elsewhere) before it answers UNAVAILABLE; what it started there is cancelled.
     deadline_seconds: float = 5.0
     api_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)  # PROFILES_API_KEYS
+    # PROFILES_API_KEYS too: an entry's ";rate=R;burst=B", a token bucket per key and process
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     # PROFILES_SCORE_HALF_LIFE (ISO 8601, default P7D), PROFILES_SCORE_WEIGHTS
     # ("purchase=10,page_view=1", over the contract's defaults), PROFILES_SCORE_DEFAULT_WEIGHT
     score_model: ScoreModel = field(default_factory=ScoreModel)
@@ -197,6 +258,7 @@ class Settings:
                 f"PROFILES_CONSENT_MODEL={model_raw!r}: use 'opt-out' (track unless ANALYTICS "
                 "is withdrawn) or 'opt-in' (track only once ANALYTICS is granted)"
             ) from None
+        api_keys, rate_limits = _api_keys(env.get("PROFILES_API_KEYS", ""))
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
@@ -218,7 +280,8 @@ class Settings:
             rebuild_grace_seconds=_float(env, "PROFILES_REBUILD_GRACE_SECONDS", 2.0),
             min_position_timeout=_float(env, "PROFILES_MIN_POSITION_TIMEOUT", 2.0),
             deadline_seconds=_positive(env, "PROFILES_DEADLINE_SECONDS", 5.0),
-            api_keys=_api_keys(env.get("PROFILES_API_KEYS", "")),
+            api_keys=api_keys,
+            rate_limits=rate_limits,
             score_model=_score_model(env),
             fast_path=env.get("PROFILES_FAST_PATH", "on").strip().lower() not in {"off", "0", "no"},
             kafka=KafkaSettings.from_env(env),

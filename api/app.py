@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,14 +22,16 @@ from strawberry.types.unset import UNSET
 
 from adapters.settings import Settings
 from adapters.telemetry import Telemetry, setup_telemetry
+from api.access import Access
 from api.audit_schema import build_audit_schema
 from api.bootstrap import ROLES, build_services
 from api.commands_schema import build_command_schema
 from api.context import Context, Services
-from api.errors import format_error
+from api.errors import INTERNAL_MESSAGE, error_response, format_error, log_internal
 from api.fast_path import CommandFastPath
 from api.projector_job import start_projector
 from api.query_schema import build_query_schema
+from api.request_json import BadRequest, request_body, request_json
 from domain.application import utc_now
 from domain.ports import Clock
 
@@ -40,30 +41,60 @@ PATHS = {"commands": "/commands/graphql", "query": "/graphql", "audit": "/audit/
 
 
 class RoleGraphQL(GraphQL[Context, None]):
-    """A GraphQL endpoint for one role: checks the API key, formats errors with their codes."""
+    """A GraphQL endpoint for one role: checks the API key, formats errors with their codes,
+    and answers every request with a JSON body, whatever fails."""
 
-    def __init__(self, schema: BaseSchema, services: Services, role: str) -> None:
+    def __init__(
+        self, schema: BaseSchema, services: Services, role: str, access: Access | None = None
+    ) -> None:
         super().__init__(schema, graphql_ide="graphiql")
         self.services = services
         self.role = role
+        self.access = access or Access(services.settings)
         fast = role == "commands" and services.settings.fast_path
         self.fast = CommandFastPath(services) if fast else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            request = Request(scope, receive)
-            denied = self._deny(request)
-            if denied is not None:
-                await denied(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._answer(scope, receive, watched)
+        except Exception as error:
+            if started:  # too late for an answer of our own: the server ends the connection
+                raise
+            await self._internal(error, scope)(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        denied = self._deny(request)
+        if denied is not None:
+            await denied(scope, receive, send)
+            return
+        if self.fast is not None and _is_json_post(request):
+            body = await request.body()
+            answer = await self._answer_fast(body)
+            if answer is not None:
+                await answer(scope, receive, send)
                 return
-            if self.fast is not None and _is_json_post(request):
-                body = await request.body()
-                answer = await self._answer_fast(body)
-                if answer is not None:
-                    await answer(scope, receive, send)
-                    return
-                receive = _replay(body)
+            receive = _replay(body)
         await super().__call__(scope, receive, send)
+
+    def _internal(self, error: Exception, scope: Scope) -> Response:
+        """A defect outside GraphQL execution (the HTTP layer, the context): a JSON answer
+        with the contract's INTERNAL and a trace of its own to find the log line by."""
+        where = f"{scope.get('method', 'HTTP')} {scope.get('path', '')}"
+        with self.services.telemetry.span("http.internal_error", path=where) as span:
+            span.record_exception(error)
+            trace_id = log_internal(error, where, span.get_span_context().trace_id)
+        return error_response(500, "INTERNAL", INTERNAL_MESSAGE, traceId=trace_id)
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         # Requests the view refuses before executing (unknown operationName, no query, bad
@@ -71,14 +102,21 @@ class RoleGraphQL(GraphQL[Context, None]):
         try:
             return await super().run(request, context, root_value)
         except HTTPException as error:
-            return _error(error.status_code, "BAD_USER_INPUT", error.reason)
+            return error_response(error.status_code, "BAD_USER_INPUT", error.reason)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Strawberry hands over the body as bytes and a URL parameter as text.
+        try:
+            return request_body(data) if isinstance(data, bytes) else request_json(data)
+        except BadRequest as error:
+            raise HTTPException(400, str(error)) from None
 
     async def _answer_fast(self, body: bytes) -> Response | None:
         assert self.fast is not None
         try:
-            parsed = json.loads(body)
-        except ValueError:
-            return None
+            parsed = request_body(body)
+        except BadRequest:
+            return None  # strawberry refuses it, as it refuses it on every endpoint
         result = await self.fast.answer(parsed)
         if result is None:
             return None
@@ -86,22 +124,12 @@ class RoleGraphQL(GraphQL[Context, None]):
         return Response(self.encode_json(result), media_type="application/json")
 
     def _deny(self, request: Request) -> Response | None:
-        keys = self.services.settings.api_keys
         # The GraphiQL page itself carries no data; every operation is checked.
-        if not keys or (request.method == "GET" and "query" not in request.query_params):
+        if not self.access.required or (
+            request.method == "GET" and "query" not in request.query_params
+        ):
             return None
-        auth = request.headers.get("authorization", "")
-        key = auth.removeprefix("Bearer ").strip() if auth else request.headers.get("x-api-key")
-        roles = keys.get(key or "")
-        if roles is None:
-            return _error(
-                401, "UNAUTHENTICATED", "send a known API key as 'Authorization: Bearer KEY'"
-            )
-        if self.role not in roles:
-            return _error(
-                403, "FORBIDDEN", f"this key may use {sorted(roles)}, not the {self.role} endpoint"
-            )
-        return None
+        return self.access.refuse(request.headers, self.role)
 
     async def get_context(self, request: Request, response: Any) -> Context:  # type: ignore[override]
         return Context(services=self.services, request=request)
@@ -111,7 +139,8 @@ class RoleGraphQL(GraphQL[Context, None]):
     ) -> GraphQLHTTPResponse:
         response: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
-            response["errors"] = [format_error(e) for e in result.errors]
+            trace_id = getattr(request.state, "trace_id", None)
+            response["errors"] = [format_error(e, trace_id) for e in result.errors]
         stale = getattr(request.state, "read_your_writes", None)
         if stale is not None:
             response["extensions"] = {"readYourWrites": stale}
@@ -137,11 +166,6 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status)
-
-
 def create_app(
     settings: Settings,
     role: str = "all",
@@ -161,8 +185,9 @@ def create_app(
         "query": build_query_schema,
         "audit": build_audit_schema,
     }
+    access = Access(settings)  # one allowance per key for the whole process
     routes = [
-        Route(PATHS[r], RoleGraphQL(schemas[r](), services, r), methods=["GET", "POST"])
+        Route(PATHS[r], RoleGraphQL(schemas[r](), services, r, access), methods=["GET", "POST"])
         for r in ROLES
         if r in roles
     ]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -31,8 +30,9 @@ from graphql import (
 
 from api.context import Services
 from api.errors import format_error
+from api.scalars import ScalarRefusal, parse_datetime
 from domain.commands import Command, CommandResult, RecordInteraction
-from domain.errors import DomainError, InvalidInput
+from domain.errors import InvalidInput
 
 RESULT_FIELDS: dict[str, Callable[[CommandResult], object]] = {
     "id": lambda r: r.id,
@@ -151,10 +151,9 @@ def _interaction_input(value: object) -> Mapping[str, object]:
     """Coerces one InteractionInput as GraphQL would, or declines where it might not agree."""
     if not isinstance(value, dict) or not value.keys() <= INPUT_FIELDS:
         raise Declined
-    occurred = _text(value.get("occurredAt"), nullable=False)
     try:
-        occurred_at = datetime.fromisoformat(occurred or "")
-    except ValueError:
+        occurred_at = parse_datetime(value.get("occurredAt"))
+    except ScalarRefusal:
         raise Declined from None
     return {
         "eventId": _id(value.get("eventId")),
@@ -183,15 +182,20 @@ class CommandFastPath:
         if compiled is None or compiled.variable not in variables:
             return None
         started = time.perf_counter()
+        telemetry = self._services.telemetry
+        refusal: Exception | None = None
         try:
             unit = self._unit(compiled, variables[compiled.variable])
         except Declined:
             return None
-        except DomainError as error:
-            answer = self._error(compiled, error)
-        else:
-            answer = await self._run(compiled, unit)
-        telemetry = self._services.telemetry
+        except Exception as error:  # DomainError, or a defect: answered as strawberry would
+            refusal = error
+        # The span holds the error's formatting: an INTERNAL answer names its trace.
+        with telemetry.span(f"graphql {compiled.name}"):
+            if refusal is not None:
+                answer = self._error(compiled, refusal)
+            else:
+                answer = await self._run(compiled, unit)
         field = compiled.field.name.value
         telemetry.command_duration.record(time.perf_counter() - started, {"field": field})
         telemetry.fast_path_answers.add(1)
@@ -216,22 +220,18 @@ class CommandFastPath:
     async def _run(self, compiled: Plan, unit: list[Command]) -> dict[str, Any]:
         services = self._services
         assert services.commands is not None
-        telemetry = services.telemetry
-        with (
-            telemetry.span(f"graphql {compiled.name}"),
-            telemetry.span(
-                "event_store.write", operation=compiled.field.name.value, commands=len(unit)
-            ),
+        with services.telemetry.span(
+            "event_store.write", operation=compiled.field.name.value, commands=len(unit)
         ):
             try:
                 results = await services.commands.run(unit) if unit else []
-            except DomainError as error:
+            except Exception as error:
                 return self._error(compiled, error)
         shaped = [{key: get(r) for key, get in compiled.selection} for r in results]
         return {"data": {compiled.key: shaped if compiled.many else shaped[0]}}
 
     @staticmethod
-    def _error(compiled: Plan, error: DomainError) -> dict[str, Any]:
+    def _error(compiled: Plan, error: Exception) -> dict[str, Any]:
         # Shaped as the executor would: the non-null root field's error nulls all the data.
         located = located_error(error, [compiled.field], [compiled.key])
         return {"data": None, "errors": [format_error(located)]}

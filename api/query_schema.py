@@ -15,6 +15,7 @@ from api.context import Context
 from api.scalars import JSON, Long, utc
 from api.schema_options import ProfileSchema
 from domain.errors import InvalidInput
+from domain.normalise import check_text
 from projections.profile import RECENT_KEPT
 from projections.profile_queries import ProfileView
 from projections.segment_state import Definition
@@ -98,8 +99,9 @@ class Profile:
 
     @strawberry.field(description=f"Newest first; at most {RECENT_KEPT} are kept.")
     async def recent_interactions(
-        self, info: Info[Context, None], first: int = 10
+        self, info: Info[Context, None], first: int | None = 10
     ) -> list[Interaction]:
+        first = 10 if first is None else first  # the contract's Int = 10: null is the default
         if first < 0:
             raise InvalidInput("first", f"is {first}; send 0 to {RECENT_KEPT}")
         items = self.view.recent
@@ -147,10 +149,13 @@ class Segment:
 
     @strawberry.field
     async def members(
-        self, info: Info[Context, None], first: int = 100, after: str | None = None
+        self, info: Info[Context, None], first: int | None = 100, after: str | None = None
     ) -> MemberPage:
+        first = 100 if first is None else first  # the contract's Int = 100: null is the default
         if not 0 < first <= 1_000:
             raise InvalidInput("first", f"is {first}; send 1 to 1000")
+        if after is not None:
+            check_text(after, "after")
         segments = info.context.services.segments
         assert segments is not None
         page = await segments.members(self.definition.segment_id, first, after)
@@ -237,6 +242,9 @@ class Query:
         customer_id: strawberry.ID,
         min_position: Long | None = None,
     ) -> Profile | None:
+        check_text(customer_id, "customerId")
+        if min_position is not None and min_position < 0:
+            raise InvalidInput("minPosition", f"is {min_position}; send a position from 0 on")
         if min_position:
             await _wait_for(info.context, int(min_position))
         return _visible(await _loader(info.context).load(str(customer_id)))
@@ -249,11 +257,14 @@ class Query:
             raise InvalidInput(
                 "customerIds", f"has {len(customer_ids)} ids; send at most {MAX_BATCH} per call"
             )
+        for n, customer_id in enumerate(customer_ids):
+            check_text(customer_id, f"customerIds[{n}]")
         views = await _loader(info.context).load_many([str(c) for c in customer_ids])
         return [_visible(v) for v in views]
 
     @strawberry.field
     async def segment(self, info: Info[Context, None], id: strawberry.ID) -> Segment | None:
+        check_text(id, "id")
         segments = info.context.services.segments
         assert segments is not None
         found = await segments.get(str(id))

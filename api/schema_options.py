@@ -12,8 +12,8 @@ from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
+from api.errors import NamedLiteralErrors
 from api.scalars import SCALARS
-from domain.errors import DomainError
 
 
 class OperationSpan(SchemaExtension):
@@ -24,7 +24,9 @@ class OperationSpan(SchemaExtension):
         telemetry = context.services.telemetry
         name = self.execution_context.operation_name or "anonymous"
         started = time.perf_counter()
-        with telemetry.span(f"graphql {name}"):
+        with telemetry.span(f"graphql {name}") as span:
+            # The trace an INTERNAL answer names; errors are formatted after the span ends.
+            context.request.state.trace_id = span.get_span_context().trace_id
             yield
         elapsed = time.perf_counter() - started
         try:
@@ -47,7 +49,8 @@ def _root_field(context: ExecutionContext) -> str:
 
 
 class ProfileSchema(strawberry.Schema):
-    """Logs only the errors that are ours to fix: a caller's bad input is the caller's news."""
+    """Our scalars and extensions; errors are logged where they are formatted (format_error),
+    once each and with their trace id, and a caller's bad input not at all."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(config=SCALARS, extensions=schema_extensions(), **kwargs)
@@ -55,14 +58,7 @@ class ProfileSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        unexpected = [
-            e
-            for e in errors
-            if e.original_error is not None
-            and not isinstance(e.original_error, DomainError | GraphQLError)
-        ]
-        if unexpected:
-            super().process_errors(unexpected, execution_context)
+        pass
 
 
 def schema_extensions() -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
@@ -72,4 +68,5 @@ def schema_extensions() -> list[Callable[[], SchemaExtension] | type[SchemaExten
         lambda: ParserCache(maxsize=1_000),
         lambda: ValidationCache(maxsize=1_000),
         OperationSpan,
+        NamedLiteralErrors,
     ]

@@ -15,7 +15,7 @@ from typing import TypeAlias, cast
 
 from domain.countries import ISO_3166_ALPHA2
 from domain.errors import InvalidInput
-from domain.plain_json import NOT_PLAIN, plain_copy, surely_within, valid_text
+from domain.plain_json import NOT_PLAIN, plain_copy, surely_within, text_problem
 
 JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 
@@ -59,6 +59,10 @@ def parse_utc(value: str | datetime, field: str) -> datetime:
         if m is None:
             raise InvalidInput(field, f"{shown} is not an RFC 3339 date-time; {_SEND_TS}")
         date_part, time_part, offset = m.groups()
+        if offset and offset not in "Zz" and (int(offset[1:3]) > 23 or int(offset[4:]) > 59):
+            raise InvalidInput(
+                field, f"{shown} has the offset {offset}; offsets run from -23:59 to +23:59"
+            )
         try:
             dt = datetime.fromisoformat(f"{date_part}T{time_part}{(offset or '').upper()}")
         except ValueError as e:
@@ -132,7 +136,7 @@ def validate_name(
     name = value.strip()
     if not name:
         raise InvalidInput(field, "must not be empty")
-    _check_text(name, field, max_len)
+    check_text(name, field, max_len)
     if pattern is not None and re.fullmatch(pattern, name) is None:
         if pattern == SNAKE_CASE:
             raise InvalidInput(field, f"{name!r} is not snake_case (like {_snake_case(name)})")
@@ -194,7 +198,7 @@ def _trait(key: str, value: object, path: str) -> JSONValue:
     if key in _KNOWN:
         if not isinstance(value, str):
             raise InvalidInput(path, f"must be a string (or null to remove it), not {_kind(value)}")
-        _check_text(value, path, _MAX_TEXT)
+        check_text(value, path, _MAX_TEXT)
         normalise, refusal = _KNOWN[key]
         normalised = normalise(value)
         if normalised is None:
@@ -219,16 +223,26 @@ def _scalar(value: object, path: str) -> JSONValue:
     if isinstance(value, float):
         return _check_finite(value, path)
     if isinstance(value, str):
-        _check_text(value, path, _MAX_TEXT)
+        check_text(value, path, _MAX_TEXT)
         m = _RFC3339.fullmatch(value)
         # Only strings shaped like a timestamp are parsed, so ordinary text is left alone.
         return format_utc(parse_utc(value, path)) if m and m.group(3) else value
     raise InvalidInput(path, f"must be a string, number, boolean, list or null, not {_kind(value)}")
 
 
-def _copy_object(value: dict[object, object], path: str, depth: int) -> dict[str, JSONValue]:
-    if depth > _MAX_DEPTH:
-        raise InvalidInput(path, f"nests deeper than {_MAX_DEPTH} levels; flatten it")
+def storable_json(value: object, field: str, max_depth: int = _MAX_DEPTH) -> JSONValue:
+    """A JSON document (a segment rule, say) kept as sent: checked to be storable as it is."""
+    plain = plain_copy(value, 0, max_depth, _RESERVED_KEYS)
+    if plain is not NOT_PLAIN:
+        return cast(JSONValue, plain)
+    return _copy_value(value, field, 0, max_depth)
+
+
+def _copy_object(
+    value: dict[object, object], path: str, depth: int, max_depth: int = _MAX_DEPTH
+) -> dict[str, JSONValue]:
+    if depth > max_depth:
+        raise InvalidInput(path, f"nests deeper than {max_depth} levels; flatten it")
     out: dict[str, JSONValue] = {}
     for k, v in value.items():
         if not isinstance(k, str):
@@ -238,24 +252,24 @@ def _copy_object(value: dict[object, object], path: str, depth: int) -> dict[str
             raise InvalidInput(
                 f"{path}.{k}", f"the key {k!r} {why}; rename it, e.g. to {k[1:-1]!r}"
             )
-        _check_text(k, f"{path}.{k!r}")  # repr keeps the path printable
-        out[k] = _copy_value(v, f"{path}.{k}", depth + 1)
+        check_text(k, f"{path}.{k!r}")  # repr keeps the path printable
+        out[k] = _copy_value(v, f"{path}.{k}", depth + 1, max_depth)
     return out
 
 
-def _copy_value(value: object, path: str, depth: int) -> JSONValue:
+def _copy_value(value: object, path: str, depth: int, max_depth: int = _MAX_DEPTH) -> JSONValue:
     if isinstance(value, str):
-        _check_text(value, path)
+        check_text(value, path)
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return _check_finite(value, path)
     if isinstance(value, dict):
-        return _copy_object(value, path, depth)
+        return _copy_object(value, path, depth, max_depth)
     if isinstance(value, list):
-        if depth > _MAX_DEPTH:
-            raise InvalidInput(path, f"nests deeper than {_MAX_DEPTH} levels; flatten it")
-        return [_copy_value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+        if depth > max_depth:
+            raise InvalidInput(path, f"nests deeper than {max_depth} levels; flatten it")
+        return [_copy_value(v, f"{path}[{i}]", depth + 1, max_depth) for i, v in enumerate(value)]
     json_types = "an object, list, string, number, boolean or null"
     raise InvalidInput(path, f"must be {json_types}, not {_kind(value)}")
 
@@ -266,12 +280,13 @@ def _check_finite(value: float, path: str) -> float:
     return value
 
 
-def _check_text(value: str, path: str, max_len: int | None = None) -> None:
+def check_text(value: str, path: str, max_len: int | None = None) -> None:
+    """Text a store can hold (no NUL, no lone surrogate), at most `max_len` characters."""
     if max_len is not None and len(value) > max_len:
         raise InvalidInput(path, f"is {len(value)} characters; at most {max_len} are accepted")
-    if not valid_text(value):
-        # json.loads lets a lone "\ud800" escape through; the store's UTF-8 encoding would not.
-        raise InvalidInput(path, "has an unpaired UTF-16 surrogate; send valid Unicode")
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidInput(path, problem)
 
 
 def _check_size(value: dict[str, JSONValue], field: str, max_bytes: int) -> None:

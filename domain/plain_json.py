@@ -53,7 +53,10 @@ def plain_copy(value: object, depth: int, max_depth: int, reserved: Collection[s
 
 
 def valid_text(value: str) -> bool:
-    """Encodable as UTF-8 (json.loads lets a lone surrogate such as "\\ud800" through)."""
+    """Storable text: no NUL (Postgres text cannot hold one, and no sender means one), and
+    encodable as UTF-8 (json.loads lets a lone surrogate such as "\\ud800" through)."""
+    if "\x00" in value:
+        return False
     # isascii is a flag lookup: almost all text skips the encode that finds lone surrogates.
     if value.isascii():
         return True
@@ -62,6 +65,15 @@ def valid_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def text_problem(value: str) -> str | None:
+    """What is wrong with text that is not storable, said so that its sender can fix it."""
+    if valid_text(value):
+        return None
+    if "\x00" in value:
+        return "contains the NUL character (\\u0000); remove it"
+    return "has an unpaired UTF-16 surrogate; send valid Unicode"
 
 
 def surely_within(value: object, max_bytes: int) -> bool:

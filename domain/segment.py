@@ -16,12 +16,14 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.errors import InvalidInput
-from domain.normalise import validate_name
-from domain.rules import parse_rule
+from domain.normalise import check_text, storable_json, validate_name
+from domain.rules import MAX_DEPTH, parse_rule
 
 # Fixed forever: changing it would orphan every stored segment.
 SEGMENT_NAMESPACE = UUID("0b8f7d36-93c1-5d8e-a7b4-2f61c9e0d5a3")
 SLUG = r"[a-z0-9][a-z0-9-]{0,63}"
+# Two JSON levels per condition ({"all": [...]}), then a "where" object and its values.
+RULE_JSON_DEPTH = 2 * MAX_DEPTH + 16
 
 
 def segment_uuid(segment_id: str) -> UUID:
@@ -40,9 +42,13 @@ class DefineSegment:
         rule = raw.get("rule")
         parse_rule(rule, f"{field}.rule")  # refuses a bad rule, naming the node
         assert isinstance(rule, dict)
+        # Kept as sent, so it must be storable as sent (no lone surrogate, no "_type_" key).
+        storable_json(rule, f"{field}.rule", RULE_JSON_DEPTH)
         description = raw.get("description")
         if description is not None and not isinstance(description, str):
             raise InvalidInput(f"{field}.description", "must be text")
+        if description is not None:
+            check_text(description, f"{field}.description")
         return cls(
             segment_id=validate_name(raw.get("id"), f"{field}.id", pattern=SLUG, max_len=64),
             name=validate_name(raw.get("name"), f"{field}.name"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -13,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from adapters.migrate import migrate
 from adapters.settings import Settings
+from adapters.telemetry import Telemetry
 from api.app import create_app
 from domain.application import utc_now
 from domain.ports import Clock
@@ -48,8 +51,11 @@ class Service:
     def gql(
         self, path: str, query: str, headers: dict[str, str] | None = None, **variables: Any
     ) -> dict[str, Any]:
+        # ASCII JSON, as json.dumps writes it: a lone surrogate travels as a \\ud800 escape.
         response = self.client.post(
-            path, json={"query": query, "variables": variables}, headers=headers or {}
+            path,
+            content=json.dumps({"query": query, "variables": variables}),
+            headers={"content-type": "application/json", **(headers or {})},
         )
         body: dict[str, Any] = response.json()
         body["_status"] = response.status_code
@@ -71,9 +77,17 @@ def start_service() -> Iterator[Callable[..., Service]]:
     running: list[tuple[uvicorn.Server, threading.Thread, httpx.Client]] = []
 
     def start(
-        settings: Settings, role: str = "all", *, project: bool = True, clock: Clock = utc_now
+        settings: Settings,
+        role: str = "all",
+        *,
+        project: bool = True,
+        clock: Clock = utc_now,
+        telemetry: Telemetry | None = None,
+        app: ASGIApp | None = None,
     ) -> Service:
-        app = create_app(settings, role, project=project, clock=clock)
+        """`app`: serve this one instead of the service's own (a test's variant of it)."""
+        if app is None:
+            app = create_app(settings, role, project=project, clock=clock, telemetry=telemetry)
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
