@@ -50,7 +50,9 @@ def format_error(error: GraphQLError, trace_id: int | None = None) -> dict[str, 
     elif isinstance(original, UNAVAILABLE):
         # The query side's Redis or the audit side's Postgres did not answer.
         logger.warning("backing store unavailable: %s", original)
-        formatted["message"] = f"a backing store is unavailable; retry later ({original})"
+        # The store's own first line says what is wrong; the rest (SQL context) is not theirs.
+        said = (str(original).strip().splitlines() or [type(original).__name__])[0]
+        formatted["message"] = f"a backing store is unavailable; retry later ({said})"
         extensions["code"] = "UNAVAILABLE"
     elif original is None or isinstance(original, GraphQLError):
         # Parse, validation and scalar coercion errors: the request itself is malformed.

@@ -175,7 +175,8 @@ class ProfileApplication(CustomerLoading, EventStoring, SegmentCases, AuditCases
                 # Nothing was committed, but cached aggregates may hold the uncommitted changes.
                 self._forget(batch)
                 if isinstance(error, PersistenceError) and not isinstance(error, ProgrammingError):
-                    raise StoreUnavailable(f"the event store did not answer: {error}") from None
+                    said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                    raise StoreUnavailable(f"the event store did not answer: {said}") from None
                 raise
         raise Conflict(
             f"concurrent writes to the same customers kept conflicting after {self.retries} "
