@@ -135,6 +135,55 @@ def _rate_limit(params: list[str], shown: str) -> RateLimit | None:
     return RateLimit(rate=rate, burst=burst)
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may cost, refused before it runs (BAD_USER_INPUT with
+    `extensions.limit` naming the field below; a body over `body_bytes` is HTTP 413)."""
+
+    body_bytes: int = 1_048_576  # PROFILES_MAX_BODY_BYTES (also a GET's URL parameters)
+    # PROFILES_MAX_TOKENS: lexical tokens of a document, checked while parsing, so that a
+    # document of a million fields is refused before its syntax tree is built.
+    tokens: int = 100_000
+    # PROFILES_MAX_DEPTH: nested selection sets, fragments followed; the standard introspection
+    # query (GraphiQL's) nests 15 deep.
+    depth: int = 15
+    aliases: int = 100  # PROFILES_MAX_ALIASES
+    fields: int = 1_000  # PROFILES_MAX_FIELDS: selections, counted once per fragment use
+    # PROFILES_MAX_COST: the values an answer may hold: each field once per object it is
+    # resolved for, a list field's objects counted at its `first` or ids (see api/documents).
+    cost: int = 100_000
+    # PROFILES_REQUEST_CONNECTIONS: Redis connections one query request may hold at once;
+    # its other reads wait for one of them, and other requests are not starved.
+    request_connections: int = 4
+    # PROFILES_REDIS_MAX_CONNECTIONS: the query side's Redis connections in all; a read that
+    # finds none free within the deadline answers UNAVAILABLE.
+    redis_connections: int = 64
+    # PROFILES_DOCUMENT_CACHE_BYTES: parsed and validated documents kept, per schema, by an
+    # estimate of their syntax trees' size (api/documents.py).
+    document_cache_bytes: int = 16_777_216
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RequestLimits:
+        d = cls()
+        return cls(
+            body_bytes=_int(env, "PROFILES_MAX_BODY_BYTES", d.body_bytes, minimum=1_024),
+            tokens=_int(env, "PROFILES_MAX_TOKENS", d.tokens, minimum=100),
+            depth=_int(env, "PROFILES_MAX_DEPTH", d.depth, minimum=2),
+            aliases=_int(env, "PROFILES_MAX_ALIASES", d.aliases, minimum=0),
+            fields=_int(env, "PROFILES_MAX_FIELDS", d.fields, minimum=10),
+            cost=_int(env, "PROFILES_MAX_COST", d.cost, minimum=10),
+            request_connections=_int(
+                env, "PROFILES_REQUEST_CONNECTIONS", d.request_connections, minimum=1
+            ),
+            redis_connections=_int(
+                env, "PROFILES_REDIS_MAX_CONNECTIONS", d.redis_connections, minimum=1
+            ),
+            document_cache_bytes=_int(
+                env, "PROFILES_DOCUMENT_CACHE_BYTES", d.document_cache_bytes, minimum=0
+            ),
+        )
+
+
 def _score_model(env: Mapping[str, str]) -> ScoreModel:
     weights = dict(DEFAULT_WEIGHTS)
     for item in filter(None, (p.strip() for p in env.get("PROFILES_SCORE_WEIGHTS", "").split(","))):
@@ -239,6 +288,7 @@ class Settings:
     api_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)  # PROFILES_API_KEYS
     # PROFILES_API_KEYS too: an entry's ";rate=R;burst=B", a token bucket per key and process
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    limits: RequestLimits = field(default_factory=RequestLimits)  # PROFILES_MAX_* and the rest
     # PROFILES_SCORE_HALF_LIFE (ISO 8601, default P7D), PROFILES_SCORE_WEIGHTS
     # ("purchase=10,page_view=1", over the contract's defaults), PROFILES_SCORE_DEFAULT_WEIGHT
     score_model: ScoreModel = field(default_factory=ScoreModel)
@@ -282,6 +332,7 @@ class Settings:
             deadline_seconds=_positive(env, "PROFILES_DEADLINE_SECONDS", 5.0),
             api_keys=api_keys,
             rate_limits=rate_limits,
+            limits=RequestLimits.from_env(env),
             score_model=_score_model(env),
             fast_path=env.get("PROFILES_FAST_PATH", "on").strip().lower() not in {"off", "0", "no"},
             kafka=KafkaSettings.from_env(env),

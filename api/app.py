@@ -20,7 +20,7 @@ from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from adapters.settings import Settings
+from adapters.settings import RequestLimits, Settings
 from adapters.telemetry import Telemetry, setup_telemetry
 from api.access import Access
 from api.audit_schema import build_audit_schema
@@ -78,14 +78,44 @@ class RoleGraphQL(GraphQL[Context, None]):
         if denied is not None:
             await denied(scope, receive, send)
             return
+        body = await self._bounded_body(request)
+        if body is None:
+            await self._too_large()(scope, receive, send)
+            return
         if self.fast is not None and _is_json_post(request):
-            body = await request.body()
             answer = await self._answer_fast(body)
             if answer is not None:
                 await answer(scope, receive, send)
                 return
-            receive = _replay(body)
-        await super().__call__(scope, receive, send)
+        await super().__call__(scope, _replay(body), send)
+
+    async def _bounded_body(self, request: Request) -> bytes | None:
+        """The body (a GET's URL parameters count too), or None past the size limit, found
+        without reading more than the limit: a 10 MB body is refused, never held."""
+        limit = self.services.settings.limits.body_bytes
+        if len(request.scope.get("query_string", b"")) > limit:
+            return None
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> Response:
+        limit = self.services.settings.limits.body_bytes
+        return error_response(
+            413,
+            "BAD_USER_INPUT",
+            f"the request is over {limit} bytes (limit PROFILES_MAX_BODY_BYTES); send values "
+            "as variables once, or fewer of them per request",
+            limit="bodyBytes",
+        )
 
     def _internal(self, error: Exception, scope: Scope) -> Response:
         """A defect outside GraphQL execution (the HTTP layer, the context): a JSON answer
@@ -153,7 +183,7 @@ def _is_json_post(request: Request) -> bool:
 
 
 def _replay(body: bytes) -> Receive:
-    """A receive channel that hands the already-read body to the general executor."""
+    """A receive channel that hands the already-read body to strawberry's view."""
     sent = False
 
     async def receive() -> Message:
@@ -180,14 +210,18 @@ def create_app(
         raise ValueError(f"unknown role {role!r}; use all, commands, query or audit")
     telemetry = telemetry or setup_telemetry(settings)
     services = build_services(settings, roles, telemetry, clock)
-    schemas: dict[str, Callable[[], BaseSchema]] = {
+    schemas: dict[str, Callable[[RequestLimits], BaseSchema]] = {
         "commands": build_command_schema,
         "query": build_query_schema,
         "audit": build_audit_schema,
     }
     access = Access(settings)  # one allowance per key for the whole process
     routes = [
-        Route(PATHS[r], RoleGraphQL(schemas[r](), services, r, access), methods=["GET", "POST"])
+        Route(
+            PATHS[r],
+            RoleGraphQL(schemas[r](settings.limits), services, r, access),
+            methods=["GET", "POST"],
+        )
         for r in ROLES
         if r in roles
     ]

@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from adapters.settings import RequestLimits
 from api.consent_types import ConsentPurpose, ConsentState
 from api.context import Context, EventStore
 from api.scalars import JSON, Long, utc
@@ -17,7 +18,7 @@ from domain.consent import ConsentState as DomainConsent
 from domain.customer import Customer
 from domain.errors import InvalidInput
 from domain.event_json import ENVELOPE, event_data, plain
-from domain.normalise import check_text, parse_utc
+from domain.normalise import check_id, check_page, parse_utc
 from domain.privacy import forgotten
 
 MAX_PAGE = 1_000
@@ -110,12 +111,11 @@ class AuditQuery:
         after: int | None = 0,
         first: int | None = 100,
     ) -> HistoryPage:
-        check_text(customer_id, "customerId")
+        check_id(customer_id, "customerId")
         # The contract's after: Int = 0, first: Int = 100: an explicit null is the default.
         after = 0 if after is None else after
         first = 100 if first is None else first
-        if not 0 < first <= MAX_PAGE:
-            raise InvalidInput("first", f"is {first}; send 1 to {MAX_PAGE}")
+        check_page(first, MAX_PAGE)
         if after < 0:
             raise InvalidInput("after", f"is {after}; send a version, 0 for the start")
         rows = await _store(info).call(
@@ -135,7 +135,7 @@ class AuditQuery:
         at: datetime | None = None,
         version: int | None = None,
     ) -> AuditProfile | None:
-        check_text(customer_id, "customerId")
+        check_id(customer_id, "customerId")
         if version is not None and version < 1:
             raise InvalidInput("version", f"is {version}; versions start at 1")
         when = parse_utc(at, "at") if at is not None else None
@@ -156,7 +156,7 @@ class AuditQuery:
         purpose: ConsentPurpose,
         at: datetime,
     ) -> ConsentState:
-        check_text(customer_id, "customerId")
+        check_id(customer_id, "customerId")
         when = parse_utc(at, "at")
         record = await _store(info).call(
             lambda app: app.consent_at(str(customer_id), purpose, when)
@@ -173,11 +173,11 @@ class AuditQuery:
         "event store. Null for a customer never seen."
     )
     async def export(self, info: Info[Context, None], customer_id: strawberry.ID) -> JSON | None:
-        check_text(customer_id, "customerId")
+        check_id(customer_id, "customerId")
         model = info.context.services.settings.score_model
         document = await _store(info).call(lambda app: app.export(str(customer_id), model))
         return None if document is None else JSON(document)
 
 
-def build_audit_schema() -> strawberry.Schema:
-    return ProfileSchema(query=AuditQuery)
+def build_audit_schema(limits: RequestLimits | None = None) -> strawberry.Schema:
+    return ProfileSchema(limits, query=AuditQuery)

@@ -35,6 +35,8 @@ from projections.status import StatusReader, TrackedModel
 from projections.versions import VersionPointer
 
 ROLES = ("commands", "query", "audit")
+# The name the query side's Redis connections give themselves (CLIENT SETNAME).
+QUERY_CLIENT_NAME = "profiles-query"
 
 
 def read_model_factories(
@@ -86,14 +88,23 @@ def build_services(
         # The committer first: it may be storing a batch with the application's pool.
         services.closers += [services.commands.close, writer.close]
     if "query" in roles:
-        client = aioredis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+        # Bounded, and a read waits for a free connection (within the deadline) rather than
+        # open more: 2,000 concurrent reads once took every connection Redis would give.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            str(settings.redis_url),
+            decode_responses=True,
+            max_connections=settings.limits.redis_connections,
+            timeout=settings.deadline_seconds,
+            client_name=QUERY_CLIENT_NAME,  # CLIENT LIST tells them from the projector's
+        )
+        client = aioredis.Redis(connection_pool=pool)
         namespace = settings.redis_namespace
         services.profiles = ProfileQueries(client, namespace, settings.score_model, clock)
         services.segments = SegmentQueries(client, namespace)
         services.status = StatusReader(
             client, namespace, _tracked(settings), clock, settings.projection_stalled_seconds
         )
-        services.closers.append(client.aclose)
+        services.closers += [client.aclose, pool.disconnect]
         services.probes["redis"] = client.ping
     if "audit" in roles:
         reader = event_store(settings, lambda: build_application(settings, clock, cache=False))

@@ -8,15 +8,14 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
+from adapters.settings import RequestLimits
 from api.consent_types import ConsentPurpose
 from api.context import Context, EventStore
 from api.scalars import JSON, Long
 from api.schema_options import ProfileSchema
 from domain import commands as c
-from domain.errors import InvalidInput
+from domain.normalise import check_count
 from domain.segment import DefineSegment
-
-MAX_BATCH = 1_000
 
 
 @strawberry.input
@@ -168,10 +167,7 @@ class Mutation:
     async def record_interactions(
         self, info: Info[Context, None], inputs: list[InteractionInput]
     ) -> list[CommandResult]:
-        if len(inputs) > MAX_BATCH:
-            raise InvalidInput(
-                "inputs", f"has {len(inputs)} entries; send at most {MAX_BATCH} per call"
-            )
+        check_count(len(inputs), "inputs", c.MAX_BATCH, "entries")
         now = info.context.services.clock()
         unit: list[c.Command] = [
             c.RecordInteraction.parse(_interaction(i), now=now, field=f"inputs[{n}]")
@@ -242,5 +238,5 @@ class CommandQuery:
         return "commands"
 
 
-def build_command_schema() -> strawberry.Schema:
-    return ProfileSchema(query=CommandQuery, mutation=Mutation)
+def build_command_schema(limits: RequestLimits | None = None) -> strawberry.Schema:
+    return ProfileSchema(limits, query=CommandQuery, mutation=Mutation)

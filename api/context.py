@@ -157,6 +157,17 @@ class Context:
     services: Services
     request: Request
     profile_loader: DataLoader[str, ProfileView | None] | None = None
+    # Redis reads of this request in flight at once: a document of many aliases waits for
+    # its own turns instead of taking the connections other requests need.
+    reading: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reading = asyncio.Semaphore(self.services.settings.limits.request_connections)
+
+    async def read(self, call: Awaitable[R]) -> R:
+        """Awaits one read-model read within this request's share of connections."""
+        async with self.reading:
+            return await call
 
     def profiles(self) -> ProfileQueries:
         assert self.services.profiles is not None, "query side not wired"

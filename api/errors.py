@@ -43,6 +43,8 @@ def format_error(error: GraphQLError, trace_id: int | None = None) -> dict[str, 
         extensions["code"] = original.code
         if field := getattr(original, "field", None):
             extensions["field"] = field
+        if limit := getattr(original, "limit", None):
+            extensions["limit"] = limit  # a documented limit: the caller splits the request
         if outcome := getattr(original, "outcome", None):
             # UNAVAILABLE that may have written (OutcomeUnknown): the client retries with the
             # same eventId rather than assume nothing was stored.

@@ -31,8 +31,8 @@ from graphql import (
 from api.context import Services
 from api.errors import format_error
 from api.scalars import ScalarRefusal, parse_datetime
-from domain.commands import Command, CommandResult, RecordInteraction
-from domain.errors import InvalidInput
+from domain.commands import MAX_BATCH, Command, CommandResult, RecordInteraction
+from domain.normalise import check_count
 
 RESULT_FIELDS: dict[str, Callable[[CommandResult], object]] = {
     "id": lambda r: r.id,
@@ -48,7 +48,6 @@ MUTATIONS = {
     "recordInteractions": ("inputs", "[InteractionInput!]!", True),
 }
 INPUT_FIELDS = {"eventId", "customerId", "type", "occurredAt", "sessionId", "channel", "properties"}
-MAX_BATCH = 1_000
 
 
 Selection = tuple[tuple[str, Callable[[CommandResult], object]], ...]
@@ -68,8 +67,19 @@ class Plan:
     selection: tuple[tuple[str, Callable[[CommandResult], object]], ...]
 
 
-@lru_cache(maxsize=1_000)
+# The hot mutations' documents are a few hundred characters; longer ones go to strawberry,
+# under the request limits, so the cache below holds at most ~1,000 x 2 KB of text and trees.
+MAX_PLANNED_CHARS = 2_048
+
+
 def plan(query: str, operation_name: str | None) -> Plan | None:
+    if len(query) > MAX_PLANNED_CHARS:
+        return None
+    return _plan(query, operation_name)
+
+
+@lru_cache(maxsize=1_000)
+def _plan(query: str, operation_name: str | None) -> Plan | None:
     try:
         document = parse(query)
     except GraphQLSyntaxError:
@@ -207,10 +217,7 @@ class CommandFastPath:
             return [RecordInteraction.parse(_interaction_input(value), now=now, field="input")]
         if not isinstance(value, list):
             raise Declined
-        if len(value) > MAX_BATCH:
-            raise InvalidInput(
-                "inputs", f"has {len(value)} entries; send at most {MAX_BATCH} per call"
-            )
+        check_count(len(value), "inputs", MAX_BATCH, "entries")
         raws = [_interaction_input(v) for v in value]  # coerce all before validating any
         return [
             RecordInteraction.parse(raw, now=now, field=f"inputs[{n}]")

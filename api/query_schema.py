@@ -10,18 +10,20 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
+from adapters.settings import RequestLimits
 from api.consent_types import ConsentState
 from api.context import Context
 from api.scalars import JSON, Long, utc
 from api.schema_options import ProfileSchema
 from domain.errors import InvalidInput
-from domain.normalise import check_text
+from domain.normalise import check_count, check_id, check_page, check_text
 from projections.profile import RECENT_KEPT
 from projections.profile_queries import ProfileView
 from projections.segment_state import Definition
 
 PRELOADED_RECENT = 10  # the default page; a larger `first` costs one more read
 MAX_BATCH = 500
+MAX_MEMBERS = 1_000
 
 
 @strawberry.type
@@ -106,7 +108,9 @@ class Profile:
             raise InvalidInput("first", f"is {first}; send 0 to {RECENT_KEPT}")
         items = self.view.recent
         if first > PRELOADED_RECENT and self.view.can_personalize:
-            fresh = await info.context.profiles().get(self.view.customer_id, recent=first)
+            fresh = await info.context.read(
+                info.context.profiles().get(self.view.customer_id, recent=first)
+            )
             items = fresh.recent if fresh is not None else ()
         return [Interaction.of(i) for i in items[:first]]
 
@@ -152,13 +156,12 @@ class Segment:
         self, info: Info[Context, None], first: int | None = 100, after: str | None = None
     ) -> MemberPage:
         first = 100 if first is None else first  # the contract's Int = 100: null is the default
-        if not 0 < first <= 1_000:
-            raise InvalidInput("first", f"is {first}; send 1 to 1000")
+        check_page(first, MAX_MEMBERS)
         if after is not None:
             check_text(after, "after")
         segments = info.context.services.segments
         assert segments is not None
-        page = await segments.members(self.definition.segment_id, first, after)
+        page = await info.context.read(segments.members(self.definition.segment_id, first, after))
         return MemberPage(
             customer_ids=[strawberry.ID(c) for c in page.customer_ids],
             end_cursor=page.end_cursor,
@@ -198,7 +201,7 @@ def _loader(context: Context) -> DataLoader[str, ProfileView | None]:
         queries = context.profiles()
 
         async def load(ids: list[str]) -> list[ProfileView | None]:
-            return await queries.get_many(ids, recent=PRELOADED_RECENT)
+            return await context.read(queries.get_many(ids, recent=PRELOADED_RECENT))
 
         context.profile_loader = DataLoader(load_fn=load, max_batch_size=MAX_BATCH)
     return context.profile_loader
@@ -214,7 +217,7 @@ async def _wait_for(context: Context, position: int) -> None:
     assert status is not None
     deadline = time.monotonic() + context.services.settings.min_position_timeout
     pause = 0.001
-    while (reached := await status.lowest_position()) < position:
+    while (reached := await context.read(status.lowest_position())) < position:
         if time.monotonic() >= deadline:
             context.request.state.read_your_writes = {
                 "minPosition": position,
@@ -242,7 +245,7 @@ class Query:
         customer_id: strawberry.ID,
         min_position: Long | None = None,
     ) -> Profile | None:
-        check_text(customer_id, "customerId")
+        check_id(customer_id, "customerId")
         if min_position is not None and min_position < 0:
             raise InvalidInput("minPosition", f"is {min_position}; send a position from 0 on")
         if min_position:
@@ -253,28 +256,25 @@ class Query:
     async def profiles(
         self, info: Info[Context, None], customer_ids: list[strawberry.ID]
     ) -> list[Profile | None]:
-        if len(customer_ids) > MAX_BATCH:
-            raise InvalidInput(
-                "customerIds", f"has {len(customer_ids)} ids; send at most {MAX_BATCH} per call"
-            )
+        check_count(len(customer_ids), "customerIds", MAX_BATCH, "ids")
         for n, customer_id in enumerate(customer_ids):
-            check_text(customer_id, f"customerIds[{n}]")
+            check_id(customer_id, f"customerIds[{n}]")
         views = await _loader(info.context).load_many([str(c) for c in customer_ids])
         return [_visible(v) for v in views]
 
     @strawberry.field
     async def segment(self, info: Info[Context, None], id: strawberry.ID) -> Segment | None:
-        check_text(id, "id")
+        check_id(id, "id")
         segments = info.context.services.segments
         assert segments is not None
-        found = await segments.get(str(id))
+        found = await info.context.read(segments.get(str(id)))
         return None if found is None else Segment(definition=found[0], size=found[1])
 
     @strawberry.field
     async def segments(self, info: Info[Context, None]) -> list[Segment]:
         segments = info.context.services.segments
         assert segments is not None
-        return [Segment(definition=d, size=n) for d, n in await segments.all()]
+        return [Segment(definition=d, size=n) for d, n in await info.context.read(segments.all())]
 
     @strawberry.field
     async def projections(self, info: Info[Context, None]) -> list[ProjectionStatus]:
@@ -292,9 +292,9 @@ class Query:
                 rebuild_version=s.rebuild_version,
                 rebuild_position=None if s.rebuild_position is None else Long(s.rebuild_position),
             )
-            for s in await status.all()
+            for s in await info.context.read(status.all())
         ]
 
 
-def build_query_schema() -> strawberry.Schema:
-    return ProfileSchema(query=Query)
+def build_query_schema(limits: RequestLimits | None = None) -> strawberry.Schema:
+    return ProfileSchema(limits, query=Query)

@@ -1,4 +1,5 @@
-"""What every schema gets: cached parsing and validation, a trace span per operation."""
+"""What every schema gets: documents checked against the request limits and cached within a
+byte budget, a trace span per operation."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any
 
 import strawberry
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
+from adapters.settings import RequestLimits
+from api.documents import CheckedDocuments, DocumentCache
 from api.errors import NamedLiteralErrors
 from api.scalars import SCALARS
 
@@ -38,13 +41,17 @@ class OperationSpan(SchemaExtension):
 
 
 def _root_field(context: ExecutionContext) -> str:
-    """The first root field (recordInteraction, profile, ...): a label clients cannot vary."""
+    """The first root field (recordInteraction, profile, ...), when the schema has it: a
+    label clients cannot vary, as each distinct label keeps a series in memory for good."""
     document = context.graphql_document
     for definition in document.definitions if document else ():
         if isinstance(definition, OperationDefinitionNode):
+            root = context.schema._schema.get_root_type(definition.operation)
             for selection in definition.selection_set.selections:
                 if isinstance(selection, FieldNode):
-                    return selection.name.value
+                    name = selection.name.value
+                    known = root is not None and name in root.fields
+                    return name if known or name == "__schema" else "unknown"
     return "unknown"
 
 
@@ -52,8 +59,10 @@ class ProfileSchema(strawberry.Schema):
     """Our scalars and extensions; errors are logged where they are formatted (format_error),
     once each and with their trace id, and a caller's bad input not at all."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(config=SCALARS, extensions=schema_extensions(), **kwargs)
+    def __init__(self, limits: RequestLimits | None = None, **kwargs: Any) -> None:
+        limits = limits or RequestLimits()
+        extensions = schema_extensions(limits, DocumentCache(limits.document_cache_bytes))
+        super().__init__(config=SCALARS, extensions=extensions, **kwargs)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -61,12 +70,13 @@ class ProfileSchema(strawberry.Schema):
         pass
 
 
-def schema_extensions() -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
+def schema_extensions(
+    limits: RequestLimits, documents: DocumentCache
+) -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
     # Parsing and validation dominate a small query's cost; caching them is most of the speed.
-    # The caches live at module level, so a fresh extension per request still hits them.
+    # The cache is the schema's, so a fresh extension per request still hits it.
     return [
-        lambda: ParserCache(maxsize=1_000),
-        lambda: ValidationCache(maxsize=1_000),
+        NamedLiteralErrors,  # first: it sets the validation rules the check runs
+        lambda: CheckedDocuments(documents, limits),
         OperationSpan,
-        NamedLiteralErrors,
     ]

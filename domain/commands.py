@@ -24,6 +24,7 @@ from domain.normalise import (
 )
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_BATCH = 1_000  # recordInteractions: inputs per call (one transaction)
 
 
 def _event_time(value: object, field: str, now: datetime) -> datetime:

@@ -20,6 +20,12 @@ class InvalidInput(DomainError):
         self.message = message
 
 
+class ListTooLong(InvalidInput):
+    """A list (or page) longer than an argument accepts; named in `extensions.limit`."""
+
+    limit = "listLength"
+
+
 class CustomerErased(DomainError):
     code = "ERASED"
 

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import TypeAlias, cast
 
 from domain.countries import ISO_3166_ALPHA2
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, ListTooLong
 from domain.plain_json import NOT_PLAIN, plain_copy, surely_within, text_problem
 
 JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
@@ -127,8 +127,13 @@ def validate_properties(
     return out
 
 
+# The longest id or name a write accepts; reads refuse longer ones, which cannot exist, before
+# they reach a per-id cache (whose bytes are its entries times this).
+MAX_ID_LENGTH = 200
+
+
 def validate_name(
-    value: object, field: str, *, pattern: str | None = None, max_len: int = 200
+    value: object, field: str, *, pattern: str | None = None, max_len: int = MAX_ID_LENGTH
 ) -> str:
     """An id or name such as eventId, customerId, type or source, without outer whitespace."""
     if not isinstance(value, str):
@@ -278,6 +283,24 @@ def _check_finite(value: float, path: str) -> float:
     if not math.isfinite(value):
         raise InvalidInput(path, f"{value} has no JSON form; send a finite number like 1.5")
     return value
+
+
+def check_count(count: int, field: str, most: int, noun: str) -> None:
+    """A list argument of `count` entries, at most `most` accepted per call."""
+    if count > most:
+        raise ListTooLong(field, f"has {count} {noun}; send at most {most} per call")
+
+
+def check_page(first: int, most: int, field: str = "first") -> None:
+    """A page size of 1 to `most`."""
+    if not 0 < first <= most:
+        error = ListTooLong if first > most else InvalidInput
+        raise error(field, f"is {first}; send 1 to {most}")
+
+
+def check_id(value: str, path: str) -> None:
+    """An id a read is asked for: text a store can hold, no longer than any write accepts."""
+    check_text(value, path, MAX_ID_LENGTH)
 
 
 def check_text(value: str, path: str, max_len: int | None = None) -> None:
