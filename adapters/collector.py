@@ -11,8 +11,11 @@ all of that anyway; the collector is only for cycles, which this work hardly mak
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 YOUNG = 50_000  # allocations between young collections (default 700)
 OLDER = (50, 1_000)  # young collections per middle one, middle ones per full one (10, 10)
@@ -39,3 +42,53 @@ def few_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+class CyclePacer:
+    """Full collections paced by the large work a process is asked to do, not by allocations.
+
+    With the writers' thresholds a full collection almost never runs, and a large request
+    leaves cycles behind (graphql-core's tokens link both ways and reach the document's text;
+    the request and its execution context refer to each other) that outlive the young
+    generation while it runs: under a stream of 1 MB documents a process grew past 1 GB.
+    Each large piece of work reports its estimated bytes; every `budget` of them the process
+    collects in full and gives the freed memory back to the system, so what large requests
+    leave behind stays under about `budget`, and small requests never pay for a collection.
+    """
+
+    def __init__(self, budget: int = 64 << 20, smallest: int = 1 << 20) -> None:
+        self.budget = budget
+        self.smallest = smallest  # less than this is left to the thresholds
+        self.pending = 0
+        self.collections = 0
+        self._lock = threading.Lock()
+
+    def spent(self, estimate: int) -> None:
+        if estimate < self.smallest:
+            return
+        with self._lock:
+            self.pending += estimate
+            if self.pending < self.budget:
+                return
+            self.pending = 0
+            self.collections += 1
+        gc.collect()
+        _give_back()
+
+
+def _trimmer() -> Callable[[], None]:
+    """glibc's malloc_trim: freed heap pages go back to the system (RSS comes down)."""
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is None:
+        return lambda: None
+
+    def give_back() -> None:
+        trim(0)
+
+    return give_back
+
+
+_give_back = _trimmer()
+# One per process: every endpoint's large documents count against the same budget.
+LARGE_WORK = CyclePacer()

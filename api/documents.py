@@ -40,6 +40,7 @@ from graphql.type.definition import GraphQLInterfaceType
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 from strawberry.extensions import SchemaExtension
 
+from adapters.collector import LARGE_WORK
 from adapters.settings import RequestLimits
 
 # Measured with tracemalloc on graphql-core 3.3: a parsed document holds 68-115 bytes per
@@ -268,14 +269,19 @@ class CheckedDocuments(SchemaExtension):
         super().__init__()
         self.cache = cache
         self.limits = limits
+        self._found: Checked | None = None  # this request's, also when too large to keep
 
     def _checked(self) -> Checked:
+        if self._found is not None:
+            return self._found
         context = self.execution_context
         text = context.query or ""
         found = self.cache.get(text)
         if found is None:
+            LARGE_WORK.spent(DocumentCache.weight(text))  # before: a refusal leaves cycles too
             found = check(context.schema._schema, text, self.limits, list(context.validation_rules))
             self.cache.put(text, found)
+        self._found = found
         return found
 
     def on_parse(self) -> Iterator[None]:

@@ -20,6 +20,7 @@ from bench.common import Bench, say
 from bench.report import Row, table, write_json
 from bench.scenarios import (
     Outcome,
+    abuse,
     batched,
     faults,
     history,
@@ -39,6 +40,7 @@ SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "rebuild": rebuild.run,
     "kafka": kafka.run,
     "faults": faults.run,
+    "abuse": abuse.run,
 }
 
 

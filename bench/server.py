@@ -1,6 +1,7 @@
-"""`profiles serve --role commands`, as the benchmark runs it: uvloop + httptools, no projector.
+"""`profiles serve --role ROLE`, as the benchmark runs it: uvloop + httptools, no projector.
 
-python -m bench.server PORT        (DATABASE_URL and the rest come from the environment)
+python -m bench.server PORT [ROLE]   (ROLE all, commands, query or audit, default commands;
+                                      DATABASE_URL and the rest come from the environment)
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from adapters.settings import Settings
 from api.app import create_app
 
 
-def main(port: int) -> None:
-    app = create_app(Settings.from_env(), "commands")
+def main(port: int, role: str = "commands") -> None:
+    app = create_app(Settings.from_env(), role)
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -27,4 +28,4 @@ def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), *sys.argv[2:3])

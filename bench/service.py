@@ -68,9 +68,12 @@ def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:
 
 
 class ServiceProcess:
-    """`python -m bench.server PORT` against `settings`; stopped (SIGINT, then kill) on exit."""
+    """`python -m bench.server PORT ROLE` against `settings`; stopped (SIGINT, then kill) on
+    exit. `role` is all, commands, query or audit (api.app.create_app)."""
 
-    def __init__(self, settings: Settings, *, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, settings: Settings, *, start_timeout: float = 60.0, role: str = "commands"
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = child_env(
@@ -79,7 +82,7 @@ class ServiceProcess:
             PROFILES_REDIS_NAMESPACE=settings.redis_namespace,
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.server", str(self.port)], cwd=ROOT, env=env
+            [sys.executable, "-m", "bench.server", str(self.port), role], cwd=ROOT, env=env
         )
         self._wait_ready(start_timeout)
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import gc
 import tracemalloc
 import uuid
+import weakref
 from collections.abc import Callable
 
+from adapters.collector import CyclePacer
 from adapters.settings import RequestLimits
 from api.documents import Checked, DocumentCache, check
 from api.fast_path import MAX_PLANNED_CHARS, plan
@@ -123,3 +125,27 @@ def test_the_fast_path_leaves_long_documents_to_strawberry() -> None:
     assert plan(mutation, None) is not None
     padded = mutation + " " * MAX_PLANNED_CHARS
     assert plan(padded, None) is None
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_large_work_collects_the_cycles_it_left_once_its_budget_is_spent() -> None:
+    pacer = CyclePacer(budget=4 << 20, smallest=1 << 20)
+    was = gc.isenabled()
+    gc.disable()  # as if the thresholds were too high to ever reach
+    try:
+        left = Cycle()
+        alive = weakref.ref(left)
+        del left
+        pacer.spent(512 << 10)  # small work: left to the thresholds
+        for _ in range(3):
+            pacer.spent(1 << 20)
+        assert alive() is not None and pacer.collections == 0
+        pacer.spent(1 << 20)
+        assert alive() is None and pacer.collections == 1
+    finally:
+        if was:
+            gc.enable()
