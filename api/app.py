@@ -6,16 +6,17 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
@@ -29,6 +30,7 @@ from api.commands_schema import build_command_schema
 from api.context import Context, Services
 from api.errors import INTERNAL_MESSAGE, error_response, format_error, log_internal
 from api.fast_path import CommandFastPath
+from api.persisted_queries import PersistedQueries, PersistedQueryNotFound, PersistedQueryRefused
 from api.projector_job import start_projector
 from api.query_schema import build_query_schema
 from api.request_json import BadRequest, request_body, request_json
@@ -38,6 +40,7 @@ from domain.ports import Clock
 logger = logging.getLogger(__name__)
 
 PATHS = {"commands": "/commands/graphql", "query": "/graphql", "audit": "/audit/graphql"}
+NO_STORE = (b"cache-control", b"no-store")
 
 
 class RoleGraphQL(GraphQL[Context, None]):
@@ -53,6 +56,8 @@ class RoleGraphQL(GraphQL[Context, None]):
         self.access = access or Access(services.settings)
         fast = role == "commands" and services.settings.fast_path
         self.fast = CommandFastPath(services) if fast else None
+        # The query side's registry is shared through Redis; the other sides keep their own.
+        self.persisted = PersistedQueries(services.persisted if role == "query" else None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +67,10 @@ class RoleGraphQL(GraphQL[Context, None]):
 
         async def watched(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                # Answers carry personal data, errors may echo it: no cache keeps any of them.
+                message = {**message, "headers": [*message.get("headers", ()), NO_STORE]}
             await send(message)
 
         try:
@@ -133,6 +141,17 @@ class RoleGraphQL(GraphQL[Context, None]):
             return await super().run(request, context, root_value)
         except HTTPException as error:
             return error_response(error.status_code, "BAD_USER_INPUT", error.reason)
+        except (PersistedQueryNotFound, PersistedQueryRefused) as error:
+            return _persisted_error(error)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        if isinstance(data, list):
+            return data  # batching is off: the view refuses it
+        query = await self.persisted.resolve(data.query, data.extensions)
+        return data if query is data.query else replace(data, query=query)
 
     def decode_json(self, data: str | bytes) -> object:
         # Strawberry hands over the body as bytes and a URL parameter as text.
@@ -147,17 +166,29 @@ class RoleGraphQL(GraphQL[Context, None]):
             parsed = request_body(body)
         except BadRequest:
             return None  # strawberry refuses it, as it refuses it on every endpoint
+        try:
+            query = await self.persisted.resolve(parsed.get("query"), parsed.get("extensions"))
+        except (PersistedQueryNotFound, PersistedQueryRefused) as error:
+            return _persisted_error(error)
+        if query is not None:
+            parsed = {**parsed, "query": query}
         result = await self.fast.answer(parsed)
         if result is None:
             return None
         # The view's own encoder: a fast answer is byte for byte what strawberry would send.
         return Response(self.encode_json(result), media_type="application/json")
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a persisted query (extensions, no query) is an operation, not a visit.
+        return "extensions" not in request.query_params and super().should_render_graphql_ide(
+            request
+        )
+
     def _deny(self, request: Request) -> Response | None:
-        # The GraphiQL page itself carries no data; every operation is checked.
-        if not self.access.required or (
-            request.method == "GET" and "query" not in request.query_params
-        ):
+        # The GraphiQL page itself carries no data; every operation is checked (a GET that
+        # names a persisted query has no `query` parameter).
+        asks = "query" in request.query_params or "extensions" in request.query_params
+        if not self.access.required or (request.method == "GET" and not asks):
             return None
         return self.access.refuse(request.headers, self.role)
 
@@ -175,6 +206,12 @@ class RoleGraphQL(GraphQL[Context, None]):
         if stale is not None:
             response["extensions"] = {"readYourWrites": stale}
         return response
+
+
+def _persisted_error(error: PersistedQueryNotFound | PersistedQueryRefused) -> Response:
+    if isinstance(error, PersistedQueryNotFound):
+        return error_response(200, error.code, error.message, hint=error.hint)  # APQ's answer
+    return error_response(400, "BAD_USER_INPUT", str(error), field="extensions.persistedQuery")
 
 
 def _is_json_post(request: Request) -> bool:

@@ -10,12 +10,14 @@ import redis.asyncio as aioredis
 
 from adapters import deadlines
 from adapters.collector import tune_for_writers
+from adapters.persisted_store import RedisPersistedQueries
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.store_wait import WhenReachable, postgres_store
 from adapters.telemetry import Telemetry
 from adapters.wakeup import PostgresWakeup
 from api.context import CommandBus, EventStore, Services
+from api.persisted_queries import MAX_DOCUMENTS
 from api.rebuild_workers import share_workers
 from domain.application import ProfileApplication, utc_now
 from domain.batch import Outcome
@@ -104,6 +106,7 @@ def build_services(
         services.status = StatusReader(
             client, namespace, _tracked(settings), clock, settings.projection_stalled_seconds
         )
+        services.persisted = RedisPersistedQueries(client, namespace, MAX_DOCUMENTS)
         services.closers += [client.aclose, pool.disconnect]
         services.probes["redis"] = client.ping
     if "audit" in roles:

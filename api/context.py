@@ -18,6 +18,7 @@ from adapters.event_store import ping_store
 from adapters.settings import Settings
 from adapters.store_wait import WhenReachable
 from adapters.telemetry import Telemetry
+from api.persisted_queries import SharedStore
 from domain.application import ProfileApplication
 from domain.batch import Outcome
 from domain.commands import Command, CommandResult
@@ -136,6 +137,7 @@ class Services:
     segments: SegmentQueries | None = None
     status: StatusReader | None = None
     audit: EventStore | None = None
+    persisted: SharedStore | None = None  # the query side's registry of persisted queries
     closers: list[Any] = field(default_factory=list)
     # Name -> a cheap call that raises when that store is down (readiness).
     probes: dict[str, Callable[[], Awaitable[object]]] = field(default_factory=dict)
