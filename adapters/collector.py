@@ -92,3 +92,16 @@ def _trimmer() -> Callable[[], None]:
 _give_back = _trimmer()
 # One per process: every endpoint's large documents count against the same budget.
 LARGE_WORK = CyclePacer()
+
+
+def freeze_startup_heap() -> None:
+    """Moves what the process made while starting (modules, schemas, clients: tens of
+    thousands of objects that live as long as it does) out of the collector's reach.
+
+    Every full collection walked them all: in the query side under load a full collection
+    took ~60 ms, 25 of them in 15 s, and they were its p99 (66 ms; 12 ms once frozen, its
+    full collections 2-6 ms). What is frozen is never collected, so this runs once, after
+    start-up, when nothing frozen is garbage.
+    """
+    gc.collect()
+    gc.freeze()

@@ -21,6 +21,7 @@ from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from adapters.collector import freeze_startup_heap
 from adapters.settings import RequestLimits, Settings
 from adapters.telemetry import Telemetry, setup_telemetry
 from api.access import Access
@@ -32,6 +33,7 @@ from api.errors import INTERNAL_MESSAGE, error_response, format_error, log_inter
 from api.fast_path import CommandFastPath
 from api.persisted_queries import PersistedQueries, PersistedQueryNotFound, PersistedQueryRefused
 from api.projector_job import start_projector
+from api.query_plan import QueryFastPath
 from api.query_schema import build_query_schema
 from api.request_json import BadRequest, request_body, request_json
 from domain.application import utc_now
@@ -54,8 +56,11 @@ class RoleGraphQL(GraphQL[Context, None]):
         self.services = services
         self.role = role
         self.access = access or Access(services.settings)
-        fast = role == "commands" and services.settings.fast_path
-        self.fast = CommandFastPath(services) if fast else None
+        self.fast: CommandFastPath | QueryFastPath | None = None
+        if services.settings.fast_path and role == "commands":
+            self.fast = CommandFastPath(services)
+        elif services.settings.fast_path and role == "query":
+            self.fast = QueryFastPath(services, schema._schema)  # type: ignore[attr-defined]
         # The query side's registry is shared through Redis; the other sides keep their own.
         self.persisted = PersistedQueries(services.persisted if role == "query" else None)
 
@@ -90,8 +95,8 @@ class RoleGraphQL(GraphQL[Context, None]):
         if body is None:
             await self._too_large()(scope, receive, send)
             return
-        if self.fast is not None and _is_json_post(request):
-            answer = await self._answer_fast(body)
+        if self.fast is not None:
+            answer = await self._answer_fast(request, body)
             if answer is not None:
                 await answer(scope, receive, send)
                 return
@@ -160,10 +165,15 @@ class RoleGraphQL(GraphQL[Context, None]):
         except BadRequest as error:
             raise HTTPException(400, str(error)) from None
 
-    async def _answer_fast(self, body: bytes) -> Response | None:
+    async def _answer_fast(self, request: Request, body: bytes) -> Response | None:
         assert self.fast is not None
         try:
-            parsed = request_body(body)
+            if _is_json_post(request):
+                parsed = request_body(body)
+            elif request.method == "GET" and isinstance(self.fast, QueryFastPath):
+                parsed = _query_parameters(request)  # mutations never run from a GET
+            else:
+                return None
         except BadRequest:
             return None  # strawberry refuses it, as it refuses it on every endpoint
         try:
@@ -212,6 +222,16 @@ def _persisted_error(error: PersistedQueryNotFound | PersistedQueryRefused) -> R
     if isinstance(error, PersistedQueryNotFound):
         return error_response(200, error.code, error.message, hint=error.hint)  # APQ's answer
     return error_response(400, "BAD_USER_INPUT", str(error), field="extensions.persistedQuery")
+
+
+def _query_parameters(request: Request) -> dict[str, object]:
+    """A GET's GraphQL parameters, decoded as strawberry decodes them."""
+    params: dict[str, object] = dict(request.query_params)
+    for name in ("variables", "extensions"):
+        raw = params.get(name)
+        if isinstance(raw, str) and raw:
+            params[name] = request_json(raw)
+    return params
 
 
 def _is_json_post(request: Request) -> bool:
@@ -282,6 +302,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         handle = start_projector(settings, telemetry, clock) if project else None
+        freeze_startup_heap()
         try:
             yield
         finally:

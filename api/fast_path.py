@@ -148,7 +148,7 @@ def _text(value: object, *, nullable: bool) -> str | None:
     raise Declined
 
 
-def _id(value: object) -> str:
+def coerce_id(value: object) -> str:
     # GraphQL's ID takes a string, or an integer that it turns into one.
     if isinstance(value, str):
         return value
@@ -166,8 +166,8 @@ def _interaction_input(value: object) -> Mapping[str, object]:
     except ScalarRefusal:
         raise Declined from None
     return {
-        "eventId": _id(value.get("eventId")),
-        "customerId": _id(value.get("customerId")),
+        "eventId": coerce_id(value.get("eventId")),
+        "customerId": coerce_id(value.get("customerId")),
         "type": _text(value.get("type"), nullable=False),
         "occurredAt": occurred_at,
         "sessionId": _text(value.get("sessionId"), nullable=True),

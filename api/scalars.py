@@ -63,7 +63,7 @@ def _long_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> 
     return parse_long(int(node.value))
 
 
-def _serialize_datetime(value: datetime) -> str:
+def serialize_datetime(value: datetime) -> str:
     # One spelling everywhere (fields and audit data alike), sortable as text: ...ffffffZ.
     return format_utc(value.astimezone(UTC))
 
@@ -73,7 +73,7 @@ SCALARS = StrawberryConfig(
         datetime: strawberry.scalar(
             name="DateTime",
             description="RFC 3339 with an offset on input; always UTC (Z) on output",
-            serialize=_serialize_datetime,
+            serialize=serialize_datetime,
             parse_value=parse_datetime,
             parse_literal=_datetime_literal,
         ),
@@ -92,4 +92,13 @@ def utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
-__all__ = ["JSON", "SCALARS", "Long", "ScalarRefusal", "parse_datetime", "parse_long", "utc"]
+__all__ = [
+    "JSON",
+    "SCALARS",
+    "Long",
+    "ScalarRefusal",
+    "parse_datetime",
+    "parse_long",
+    "serialize_datetime",
+    "utc",
+]
