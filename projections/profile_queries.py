@@ -1,4 +1,4 @@
-"""Reads of the profile read model for the query side: one profile, with its engagement score
+"""Reads of the profile read model for the query side: profiles, with their engagement score
 and segments, in one round trip."""
 
 from __future__ import annotations
@@ -99,11 +99,34 @@ def parse_profile(customer_id: str, fields: dict[str, str], recent: Sequence[str
     )
 
 
+# One script call reads everything a page of profiles needs, atomically (as a MULTI would,
+# with one command on the wire instead of 2 + 5 per profile: redis-py's per-command cost was
+# a quarter of the query process's CPU). KEYS: the version pointer, the in-service list, the
+# segment definitions, then five keys per customer; ARGV[1]: how many recent items.
+# Definitions travel only when the in-service list is missing (data from before it existed).
+READ = """
+local out = {redis.call('HGETALL', KEYS[1])}
+local serving = redis.call('GET', KEYS[2])
+out[2] = serving
+out[3] = serving and {} or redis.call('HGETALL', KEYS[3])
+local recent = tonumber(ARGV[1])
+for i = 4, #KEYS, 5 do
+  out[#out + 1] = redis.call('HGETALL', KEYS[i])
+  out[#out + 1] = recent > 0 and redis.call('ZREVRANGE', KEYS[i + 1], 0, recent - 1) or {}
+  out[#out + 1] = redis.call('HGETALL', KEYS[i + 2])
+  out[#out + 1] = redis.call('ZRANGE', KEYS[i + 3], 0, -1, 'WITHSCORES')
+  out[#out + 1] = redis.call('SMEMBERS', KEYS[i + 4])
+end
+return out
+"""
+
+
 class ProfileQueries:
     """Reads profiles with one round trip each; `client` is a redis.asyncio client (str replies).
 
-    The read is one MULTI that also reads the version pointer, so it never mixes versions and
-    never reads one a rebuild is still writing; after a switch it is repeated once."""
+    The read is one script call that also reads the version pointer, so it never mixes
+    versions and never reads one a rebuild is still writing; after a switch it is repeated
+    once."""
 
     def __init__(
         self,
@@ -112,7 +135,7 @@ class ProfileQueries:
         score_model: ScoreModel,
         clock: Callable[[], datetime],
     ) -> None:
-        self._client = client
+        self._read = client.register_script(READ)
         self._namespace = namespace
         self._versions = ServingVersions(namespace)
         self._score_model = score_model
@@ -128,32 +151,43 @@ class ProfileQueries:
         while True:
             keys = _keys_at(self._namespace, *(self._versions.serving(n) for n in _READS))
             profiles, scores, members = keys
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self._versions.key)
-                pipe.hgetall(members.definitions)
-                for uid in uids:
-                    pipe.hgetall(profiles.profile(uid))
-                    pipe.zrevrange(profiles.recent(uid), 0, max(recent, 0) - 1)
-                    pipe.hgetall(scores.score(uid))
-                    pipe.zrange(scores.pending(uid), 0, -1, withscores=True)
-                    pipe.smembers(members.of(uid))
-                pointer, definitions, *replies = await pipe.execute()
-            if self._versions.confirm(pointer, _READS):
+            names = [self._versions.key, members.in_service, members.definitions]
+            for uid in uids:
+                names += (profiles.profile(uid), profiles.recent(uid), scores.score(uid),
+                          scores.pending(uid), members.of(uid))  # fmt: skip
+            pointer, serving, definitions, *replies = await self._read(names, [max(recent, 0)])
+            if self._versions.confirm(_pairs(pointer), _READS):
                 break
         # A retired segment may linger in a profile's set until that profile next changes.
-        live = {k for k, v in definitions.items() if is_live(v)}
+        live = _in_service(serving) if serving is not None else _live(_pairs(definitions))
         now = self._clock()
         views: list[ProfileView | None] = []
         for i, cid in enumerate(customer_ids):
-            fields, items, score, pending, member_of = replies[5 * i : 5 * i + 5]
+            fields, items, scored, pending, member_of = replies[5 * i : 5 * i + 5]
             if not fields:
                 views.append(None)
                 continue
-            view = parse_profile(cid, fields, items if recent > 0 else [])
-            engagement = score_at(self._score_model, score, pending, now)
+            view = parse_profile(cid, _pairs(fields), items)
+            due = [(pending[j], float(pending[j + 1])) for j in range(0, len(pending), 2)]
+            engagement = score_at(self._score_model, _pairs(scored), due, now)
             joined = tuple(sorted(s for s in member_of if s in live))
             views.append(replace(view, engagement_score=engagement, segments=joined))
         return views
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A hash as a script returns it: field, value, field, value..."""
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
+
+
+@lru_cache(maxsize=16)  # the list changes when a segment is defined or retired
+def _in_service(raw: str) -> frozenset[str]:
+    return frozenset(json.loads(raw))
+
+
+def _live(definitions: dict[str, str]) -> frozenset[str]:
+    return frozenset(k for k, v in definitions.items() if is_live(v))
 
 
 _READS = (NAME, score.NAME, segment_keys.NAME)  # the read models a profile read spans

@@ -34,6 +34,12 @@ class SegmentKeys:
         return self.base + "defs"
 
     @property
+    def in_service(self) -> str:
+        """The ids of the segments not retired, a sorted JSON list, kept beside the definitions
+        so a profile read filters its memberships without reading and parsing them all."""
+        return self.base + "in-service"
+
+    @property
     def due(self) -> str:
         return self.base + "due"
 

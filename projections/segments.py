@@ -8,6 +8,7 @@ existing profiles from the event store while live updates go on (`segment_backfi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -171,7 +172,12 @@ class SegmentsReadModel(Backfill):
             )
             self._changed()
             ops = []
-        return [*ops, Put(self.keys.definitions, segment_id, definitions[segment_id].to_json())]
+        serving = sorted(d.segment_id for d in definitions.values() if not d.retired)
+        return [
+            *ops,
+            Put(self.keys.definitions, segment_id, definitions[segment_id].to_json()),
+            Store(self.keys.in_service, json.dumps(serving)),
+        ]
 
     def _apply(self, profile: ProfileFacts, event: Any, now: datetime) -> set[str]:
         """Applies the event to the facts; returns the scopes of the segments it may move."""

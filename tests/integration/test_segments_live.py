@@ -256,3 +256,25 @@ def test_time_driven_work_does_not_hold_back_a_back_fill(
         assert projector.maintain()
         assert client.zcard(keys.due) == 0  # the tick ran
         assert "v@1/" in client.hget(keys.backfill_state, "scopes")  # and so did the back-fill
+
+
+def test_a_retired_segment_stays_hidden_with_or_without_the_in_service_list(
+    settings: Settings, start_service: Callable[..., Service]
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    service = start_service(settings, clock=clock)
+    any_view = {"event": {"type": "product_view"}}
+    for segment in ("kept", "gone"):
+        service.command(DEFINE, input={"id": segment, "name": segment, "rule": any_view})
+    consent(service, "c-9")
+    position = views(service, "c-9", [clock() - timedelta(minutes=1)])
+    assert segments_of(service, "c-9", position) == ["gone", "kept"]
+    retired = service.command(RETIRE, id="gone")["data"]["retireSegment"]
+    assert segments_of(service, "c-9", retired["position"]) == ["kept"]
+    keys = SegmentKeys(settings.redis_namespace)
+    client = redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+    assert client.get(keys.in_service) == '["kept"]'
+    assert "gone" in client.smembers(keys.of(customer_uuid("c-9")))  # what the filter hides
+    # Read models written before the list existed hold only the definitions.
+    client.delete(keys.in_service)
+    assert segments_of(service, "c-9") == ["kept"]
