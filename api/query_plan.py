@@ -43,12 +43,11 @@ from api.context import Services
 from api.documents import measure
 from api.errors import format_error
 from api.fast_path import MAX_PLANNED_CHARS, Declined, coerce_id
-from api.scalars import serialize_datetime
+from api.scalars import serialize_datetime, serialize_stored_time
 from domain.errors import DomainError
 from domain.normalise import check_count, check_id
 from projections.profile_queries import ConsentView, ProfileView
 
-PRELOADED_RECENT = 10  # what every read brings; `first` beyond it reads more at once
 MAX_BATCH = 500  # ids of one `profiles` field
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
@@ -85,7 +84,7 @@ CONSENT_FIELDS: dict[str, Callable[[ConsentView], object]] = {
 INTERACTION_FIELDS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "eventId": lambda i: str(i["eventId"]),
     "type": lambda i: str(i["type"]),
-    "occurredAt": lambda i: serialize_datetime(datetime.fromisoformat(str(i["occurredAt"]))),
+    "occurredAt": lambda i: serialize_stored_time(str(i["occurredAt"])),
     "channel": lambda i: i.get("channel"),
     "sessionId": lambda i: i.get("sessionId"),
     "properties": lambda i: i.get("properties") or {},
@@ -313,10 +312,8 @@ class QueryFastPath:
             return None
         try:
             wanted = [_ids(root, variables) for root in compiled.roots]
-            recent = max(
-                [PRELOADED_RECENT]
-                + [_first(f, variables) for root in compiled.roots for f in root.firsts]
-            )
+            # One item at least: lastSeenAt is the newest one's time.
+            recent = max([1] + [_first(f, variables) for r in compiled.roots for f in r.firsts])
         except Declined:
             return None
         started = time.perf_counter()

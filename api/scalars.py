@@ -68,6 +68,14 @@ def serialize_datetime(value: datetime) -> str:
     return format_utc(value.astimezone(UTC))
 
 
+def serialize_stored_time(text: str) -> str:
+    """A time as a read model stores it: already in that spelling (`format_utc`'s, 27
+    characters), so not parsed again; anything else is parsed and spelled."""
+    if len(text) == 27 and text[-1] == "Z":
+        return text
+    return serialize_datetime(datetime.fromisoformat(text))
+
+
 SCALARS = StrawberryConfig(
     scalar_map={
         datetime: strawberry.scalar(
@@ -100,5 +108,6 @@ __all__ = [
     "parse_datetime",
     "parse_long",
     "serialize_datetime",
+    "serialize_stored_time",
     "utc",
 ]

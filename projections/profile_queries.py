@@ -3,17 +3,19 @@ and segments, in one round trip."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from domain.consent import ConsentPurpose
 from domain.ids import customer_uuid
 from domain.score import ScoreModel
 from projections import score, segment_keys
+from projections.coalescing import Coalescing
 from projections.profile import NAME, ProfileKeys
 from projections.score import ScoreKeys, score_at
 from projections.segment_keys import SegmentKeys
@@ -67,35 +69,53 @@ def _time(raw: str | None) -> datetime | None:
     return datetime.fromisoformat(raw) if raw else None
 
 
-def parse_profile(customer_id: str, fields: dict[str, str], recent: Sequence[str]) -> ProfileView:
+_PURPOSES = {p.value: p for p in ConsentPurpose}
+
+
+def parse_profile(
+    customer_id: str,
+    fields: Sequence[str],
+    recent: Sequence[str],
+    engagement_score: float = 0.0,
+    segments: tuple[str, ...] = (),
+) -> ProfileView:
+    """A view of the profile hash (`fields`: field, value, field, value... as HGETALL in a
+    script returns it) and its newest recent items."""
     traits, counts, consents = {}, {}, []
-    for name, raw in fields.items():
-        kind, _, rest = name.partition(":")
-        if kind == "t":
-            traits[rest] = json.loads(raw)
-        elif kind == "n":
-            counts[rest] = int(raw)
-        elif kind == "c":
-            c = json.loads(raw)
+    customer, version, first = customer_id, 0, None
+    for i in range(0, len(fields), 2):
+        name, raw = fields[i], fields[i + 1]
+        kind = name[:2]  # "t:", "n:", "c:"; "cs:" stamps, "cid", "v", "first"
+        if kind == "t:":
+            traits[name[2:]] = orjson.loads(raw)
+        elif kind == "n:":
+            counts[name[2:]] = int(raw)
+        elif kind == "c:":
+            c = orjson.loads(raw)
+            changed = _time(c["changedAt"])
+            purpose = _PURPOSES[name[2:]]
             consents.append(
-                ConsentView(
-                    ConsentPurpose(rest),
-                    c["granted"],
-                    c["source"],
-                    c["policyVersion"],
-                    _time(c["changedAt"]),
-                )
+                ConsentView(purpose, c["granted"], c["source"], c["policyVersion"], changed)
             )
+        elif name == "cid":
+            customer = raw
+        elif name == "v":
+            version = int(raw)
+        elif name == "first":
+            first = _time(raw)
     consents.sort(key=lambda c: c.purpose.value)
+    items = tuple(orjson.loads(item) for item in recent)
     return ProfileView(
-        customer_id=fields.get("cid", customer_id),
-        version=int(fields.get("v", "0")),
+        customer_id=customer,
+        version=version,
         traits=traits,
         consents=tuple(consents),
         interaction_counts=counts,
-        first_seen_at=_time(fields.get("first")),
-        last_seen_at=_time(json.loads(recent[0])["occurredAt"]) if recent else None,
-        recent=tuple(json.loads(item) for item in recent),
+        first_seen_at=first,
+        last_seen_at=_time(items[0]["occurredAt"]) if items else None,
+        recent=items,
+        engagement_score=engagement_score,
+        segments=segments,
     )
 
 
@@ -126,7 +146,7 @@ class ProfileQueries:
 
     The read is one script call that also reads the version pointer, so it never mixes
     versions and never reads one a rebuild is still writing; after a switch it is repeated
-    once."""
+    once. Concurrent callers share script calls (`coalescing`)."""
 
     def __init__(
         self,
@@ -136,6 +156,7 @@ class ProfileQueries:
         clock: Callable[[], datetime],
     ) -> None:
         self._read = client.register_script(READ)
+        self._coalescing: Coalescing[ProfileView | None] = Coalescing(self._read_many)
         self._namespace = namespace
         self._versions = ServingVersions(namespace)
         self._score_model = score_model
@@ -147,6 +168,9 @@ class ProfileQueries:
     async def get_many(
         self, customer_ids: Sequence[str], recent: int = 10
     ) -> list[ProfileView | None]:
+        return await self._coalescing.read(customer_ids, max(recent, 0))
+
+    async def _read_many(self, customer_ids: list[str], recent: int) -> list[ProfileView | None]:
         uids = [customer_uuid(cid) for cid in customer_ids]
         while True:
             keys = _keys_at(self._namespace, *(self._versions.serving(n) for n in _READS))
@@ -155,7 +179,7 @@ class ProfileQueries:
             for uid in uids:
                 names += (profiles.profile(uid), profiles.recent(uid), scores.score(uid),
                           scores.pending(uid), members.of(uid))  # fmt: skip
-            pointer, serving, definitions, *replies = await self._read(names, [max(recent, 0)])
+            pointer, serving, definitions, *replies = await self._read(names, [recent])
             if self._versions.confirm(_pairs(pointer), _READS):
                 break
         # A retired segment may linger in a profile's set until that profile next changes.
@@ -167,11 +191,10 @@ class ProfileQueries:
             if not fields:
                 views.append(None)
                 continue
-            view = parse_profile(cid, _pairs(fields), items)
             due = [(pending[j], float(pending[j + 1])) for j in range(0, len(pending), 2)]
             engagement = score_at(self._score_model, _pairs(scored), due, now)
             joined = tuple(sorted(s for s in member_of if s in live))
-            views.append(replace(view, engagement_score=engagement, segments=joined))
+            views.append(parse_profile(cid, fields, items, engagement, joined))
         return views
 
 
@@ -183,7 +206,7 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
 
 @lru_cache(maxsize=16)  # the list changes when a segment is defined or retired
 def _in_service(raw: str) -> frozenset[str]:
-    return frozenset(json.loads(raw))
+    return frozenset(orjson.loads(raw))
 
 
 def _live(definitions: dict[str, str]) -> frozenset[str]:
