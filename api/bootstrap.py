@@ -9,7 +9,7 @@ import redis
 import redis.asyncio as aioredis
 
 from adapters import deadlines
-from adapters.collector import tune_for_writers
+from adapters.collector import tune_for_services
 from adapters.persisted_store import RedisPersistedQueries
 from adapters.settings import Settings
 from adapters.store_config import build_application
@@ -73,8 +73,8 @@ def build_services(
     settings: Settings, roles: set[str], telemetry: Telemetry, clock: Clock = utc_now
 ) -> Services:
     services = Services(settings=settings, clock=clock, telemetry=telemetry)
+    tune_for_services()
     if "commands" in roles:
-        tune_for_writers()
         writer = event_store(settings, lambda: build_application(settings, clock))
         units = telemetry.group_commit_units
 

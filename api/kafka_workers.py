@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from adapters.collector import tune_for_writers
+from adapters.collector import tune_for_services
 from adapters.kafka_ingest import IngestWorker
 from adapters.kafka_io import Publisher, client_config
 from adapters.kafka_relay import EventRelay
@@ -78,7 +78,7 @@ def start_workers(
 ) -> Workers:
     workers = Workers(stop_event or threading.Event())
     if ingest:
-        tune_for_writers()
+        tune_for_services()
         app = build_application(settings, utc_now)
         worker = IngestWorker(app, settings, telemetry)
         workers.closers.append(app.close)

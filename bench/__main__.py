@@ -23,9 +23,11 @@ from bench.scenarios import (
     abuse,
     batched,
     faults,
+    freshness,
     history,
     kafka,
     projection,
+    query,
     rebuild,
     segments,
     single,
@@ -41,6 +43,8 @@ SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "kafka": kafka.run,
     "faults": faults.run,
     "abuse": abuse.run,
+    "query": query.run,
+    "freshness": freshness.run,
 }
 
 

@@ -30,22 +30,18 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from adapters.collector import LARGE_WORK
 from bench.common import Bench, latency_summary, say
 from bench.report import Row, Target
 from bench.scenarios import Outcome
+from bench.seeding import PROFILE, projected, projector, rss_mb, seed_checked, service_env, stop
 from bench.service import ROOT, ServiceProcess, child_env
 
 MIB = 1_048_576
@@ -55,108 +51,16 @@ SLACK_MB = 32.0
 ALLOWANCE_MB = HOSTILE_THREADS * REQUEST_MB + SLACK_MB
 RSS_BOUND_MB = f"RSS before + document cache + cycle budget + {ALLOWANCE_MB:.0f} MB"
 LEGIT_RATE = 20.0  # requests a second
-PROFILE = (
-    "query($id: ID!) { profile(customerId: $id) { traits canEmail canPersonalize "
-    "engagementScore segments interactionCounts lastSeenAt "
-    "recentInteractions(first: 5) { type occurredAt } } }"
-)
-SEED = (
-    "mutation($t: TraitsInput!, $e: ConsentInput!, $p: ConsentInput!, $a: ConsentInput!, "
-    "$i: [InteractionInput!]!) { t: updateTraits(input: $t) { position } "
-    "e: grantConsent(input: $e) { position } p: grantConsent(input: $p) { position } "
-    "a: grantConsent(input: $a) { position } i: recordInteractions(inputs: $i) { position } }"
-)
-DEFINE = "mutation($s: SegmentInput!) { defineSegment(input: $s) { position } }"
 SEGMENTS = {
     "viewers": {"event": {"type": "page_view"}},
     "carters": {"event": {"type": "add_to_cart", "atLeast": 2}},
     "buyers": {"event": {"type": "purchase"}},
 }
-TYPES = ["page_view", "page_view", "product_view", "add_to_cart", "purchase"]
 
 
 def rss_bound_mb(before_mb: float, cache_bytes: int) -> float:
     """RSS_BOUND_MB: see the module's docstring."""
     return before_mb + (cache_bytes + LARGE_WORK.budget) / MIB + ALLOWANCE_MB
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of a process in MB (MiB), from /proc (NaN where there is none)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return float("nan")
-
-
-def post(url: str, query: str, variables: dict[str, Any], timeout: float = 30) -> Any:
-    body = json.dumps({"query": query, "variables": variables}).encode()
-    request = urllib.request.Request(url, body, {"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        answer = json.loads(response.read())
-    if answer.get("errors"):
-        raise RuntimeError(f"{query[:40]}...: {answer['errors']}")
-    return answer["data"]
-
-
-def _seed_one(url: str, customer: str, rng: random.Random) -> None:
-    now = datetime.now(UTC)
-    consent = {"customerId": customer, "source": "bench-abuse"}
-    interactions = [
-        {
-            "eventId": f"{customer}-{n}",
-            "customerId": customer,
-            "type": rng.choice(TYPES),
-            "occurredAt": (now - timedelta(seconds=rng.randint(60, 86_400))).isoformat(),
-            "channel": "web",
-            "properties": {"productId": f"sku-{rng.randint(1, 500)}", "value": 19.9},
-        }
-        for n in range(rng.randint(3, 12))
-    ]
-    variables = {
-        "t": {
-            "customerId": customer,
-            "traits": {"firstName": "Ada", "email": f"{customer}@example.com", "country": "DE"},
-        },
-        "e": {**consent, "purpose": "EMAIL"},
-        "p": {**consent, "purpose": "PERSONALIZATION"},
-        "a": {**consent, "purpose": "ANALYTICS"},
-        "i": interactions,
-    }
-    post(url, SEED, variables)
-
-
-def _seed_checked(base: str, customers: list[str]) -> float:
-    url = f"{base}/commands/graphql"
-    for segment, rule in SEGMENTS.items():
-        post(url, DEFINE, {"s": {"id": segment, "name": segment, "rule": rule}})
-    started = time.monotonic()
-    with ThreadPoolExecutor(8) as pool:
-        futures = [
-            pool.submit(_seed_one, url, c, random.Random(n)) for n, c in enumerate(customers)
-        ]
-        for future in futures:
-            future.result()  # a failed seed is the scenario's crash, named
-    return time.monotonic() - started
-
-
-def _projected(base: str, customers: list[str], timeout: float) -> tuple[float, dict[str, int]]:
-    """(seconds until the read models have every seeded customer: lag 0, the last one read,
-    each segment with members; the segments' sizes)."""
-    url = f"{base}/graphql"
-    started = time.monotonic()
-    state: dict[str, Any] = {}
-    while time.monotonic() - started < timeout:
-        state = post(url, "{ projections { name lag } segments { id size } }", {})
-        found = post(url, PROFILE, {"id": customers[-1]})["profile"]
-        lags = [p["lag"] for p in state["projections"]]
-        sizes = {s["id"]: s["size"] for s in state["segments"]}
-        if lags and not any(lags) and found and len(sizes) == len(SEGMENTS) and all(sizes.values()):
-            return time.monotonic() - started, sizes
-        time.sleep(0.5)
-    raise RuntimeError(f"the projector did not catch up within {timeout:.0f}s: {state}")
 
 
 class Legit:
@@ -244,22 +148,6 @@ class Sampler:
         return self.samples
 
 
-def _projector(service_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "api.cli", "project"]
-    return subprocess.Popen(command, cwd=ROOT, env=service_env)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _hostile(port: int, seconds: float, body_limit: int) -> dict[str, Any]:
     config = {
         "port": port,
@@ -285,23 +173,18 @@ def run(bench: Bench) -> Outcome:
     limits = settings.limits
     hostile_seconds = bench.pick(600.0, 60.0)
     customers = [f"abuse-{uuid.uuid4().hex[:12]}" for _ in range(bench.pick(1000, 200))]
-    env = child_env(
-        DATABASE_URL=str(settings.database_url),
-        REDIS_URL=str(settings.redis_url),
-        PROFILES_REDIS_NAMESPACE=settings.redis_namespace,
-    )
-    projector = _projector(env)
+    process = projector(service_env(settings))
     try:
         with ServiceProcess(settings, role="all") as service:
             say(f"abuse: seeding {len(customers):,} customers, {len(SEGMENTS)} segments")
-            seeded = _seed_checked(service.base, customers)
-            caught_up, sizes = _projected(service.base, customers, 180.0)
+            seeded = seed_checked(service.base, customers, SEGMENTS, "bench-abuse")
+            caught_up, sizes = projected(service.base, customers, SEGMENTS, 180.0)
             say(f"abuse:   seeded in {seeded:.1f}s, projected {caught_up:.1f}s later: {sizes}")
             outcome.details.update(seed_seconds=seeded, segment_sizes=sizes)
             _measure(bench, service, customers, hostile_seconds, limits.body_bytes,
                      limits.document_cache_bytes, outcome)  # fmt: skip
     finally:
-        _stop(projector)
+        stop(process)
     return outcome
 
 
