@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql import (
     FieldNode,
@@ -113,16 +113,20 @@ def _plan(query: str, operation_name: str | None) -> Plan | None:
         or definition.directives
     ):
         return None
-    selection = _selection(field)
+    selection = leaf_selection(field, RESULT_FIELDS)
     if selection is None:
         return None
     key = field.alias.value if field.alias else field.name.value
     return Plan(name or "anonymous", field, key, value.name.value, many, selection)
 
 
-def _selection(
-    field: FieldNode,
-) -> tuple[tuple[str, Callable[[CommandResult], object]], ...] | None:
+G = TypeVar("G")
+
+
+def leaf_selection(field: FieldNode, fields: Mapping[str, G]) -> tuple[tuple[str, G], ...] | None:
+    """(response key, getter) for each leaf `field` selects, or None where a plan would not
+    answer as the executor does: a field not in `fields`, arguments, directives, fragments,
+    a sub-selection, or a response key given twice (the executor merges those)."""
     if field.selection_set is None:
         return None
     chosen = []
@@ -132,10 +136,10 @@ def _selection(
             or node.arguments
             or node.directives
             or node.selection_set is not None
-            or node.name.value not in RESULT_FIELDS
+            or node.name.value not in fields
         ):
             return None
-        chosen.append(((node.alias or node.name).value, RESULT_FIELDS[node.name.value]))
+        chosen.append(((node.alias or node.name).value, fields[node.name.value]))
     keys = [k for k, _ in chosen]
     return tuple(chosen) if len(set(keys)) == len(keys) else None
 

@@ -42,7 +42,7 @@ from adapters.settings import RequestLimits
 from api.context import Services
 from api.documents import measure
 from api.errors import format_error
-from api.fast_path import MAX_PLANNED_CHARS, Declined, coerce_id
+from api.fast_path import MAX_PLANNED_CHARS, Declined, coerce_id, leaf_selection
 from api.scalars import serialize_datetime, serialize_stored_time
 from domain.errors import DomainError
 from domain.normalise import check_count, check_id
@@ -117,21 +117,10 @@ def _key(node: FieldNode) -> str:
 def _leaves(
     node: FieldNode, fields: Mapping[str, Callable[[Any], object]]
 ) -> tuple[tuple[str, Callable[[Any], object]], ...]:
-    if node.selection_set is None:
+    chosen = leaf_selection(node, fields)
+    if chosen is None:
         raise Declined
-    chosen = []
-    for leaf in node.selection_set.selections:
-        if (
-            not isinstance(leaf, FieldNode)
-            or leaf.arguments
-            or leaf.directives
-            or leaf.selection_set is not None
-            or leaf.name.value not in fields
-        ):
-            raise Declined
-        chosen.append((_key(leaf), fields[leaf.name.value]))
-    _unique(chosen)
-    return tuple(chosen)
+    return chosen
 
 
 def _unique(chosen: list[tuple[str, Any]]) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -41,12 +40,13 @@ from uuid import UUID
 import hiredis
 import orjson
 import redis.asyncio as aioredis
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bench.server import serve
+from bench.service import stop
 from domain.ids import customer_uuid
 from projections import profile, score, segment_keys
 from projections.profile import ProfileKeys
@@ -269,14 +269,7 @@ class BareEndpoint:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, 5.0)
 
     def __enter__(self) -> BareEndpoint:
         return self
@@ -292,15 +285,7 @@ def main(port: int) -> None:
     namespace = os.environ["PROFILES_REDIS_NAMESPACE"]
     reads = Reads(aioredis.Redis(connection_pool=pool), namespace)
     raw = RawReads(os.environ["REDIS_URL"], namespace)
-    uvicorn.run(
-        app(reads, raw),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-    )
+    serve(app(reads, raw), port)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 from adapters.settings import Settings
 from bench.common import Bench, say
-from bench.service import ROOT, ServiceProcess, child_env
+from bench.service import ROOT, ServiceProcess, child_env, stop
 
 # What an ESP's send-time hook asks for (the typical selection).
 PROFILE_SELECTION = (
@@ -158,18 +157,6 @@ def projector(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`python -m api.cli project` in a process of its own."""
     command = [sys.executable, "-m", "api.cli", "project"]
     return subprocess.Popen(command, cwd=ROOT, env=env)
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    """SIGINT, then kill after 10 s."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @dataclass

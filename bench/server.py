@@ -7,15 +7,20 @@ python -m bench.server PORT [ROLE]   (ROLE all, commands, query or audit, defaul
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import uvicorn
 
-from adapters.settings import Settings
-from api.app import create_app
-
 
 def main(port: int, role: str = "commands") -> None:
-    app = create_app(Settings.from_env(), role)
+    from adapters.settings import Settings
+    from api.app import create_app  # here, not above: the bare endpoint serves with `serve`
+
+    serve(create_app(Settings.from_env(), role), port)
+
+
+def serve(app: Any, port: int) -> None:
+    """uvicorn on uvloop and httptools, quiet: how every bench server runs."""
     uvicorn.run(
         app,
         host="127.0.0.1",

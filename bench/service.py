@@ -119,14 +119,7 @@ class ServiceProcess:
         }
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, 5.0)
 
     def __enter__(self) -> ServiceProcess:
         return self
@@ -151,3 +144,15 @@ def run_load(config: LoadConfig) -> dict[str, Any]:
         raise RuntimeError(f"the load generator failed ({done.returncode}):\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGINT, then kill after `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -41,8 +41,8 @@ from adapters.collector import LARGE_WORK
 from bench.common import Bench, latency_summary, say
 from bench.report import Row, Target
 from bench.scenarios import Outcome
-from bench.seeding import PROFILE, projected, projector, rss_mb, seed_checked, service_env, stop
-from bench.service import ROOT, ServiceProcess, child_env
+from bench.seeding import PROFILE, projected, projector, rss_mb, seed_checked, service_env
+from bench.service import ROOT, ServiceProcess, child_env, stop
 
 MIB = 1_048_576
 HOSTILE_THREADS = 6
