@@ -137,6 +137,19 @@ class Tally:
                 return f"{bad.decode()!r} in {body[:300]!r}"
         return None
 
+    def record(
+        self, start: float, sent: float, done: float, measured: float, failed: str | None
+    ) -> None:
+        """One measured answer: latency from `start` (due time, or the send), service time
+        from the send, its place on the timeline from `measured` (the end of the warm-up)."""
+        self.completed += 1
+        self.last_done = max(self.last_done, done)
+        self.latency.append(done - start)
+        self.at.append(start - measured)
+        self.service.append(done - sent)
+        if failed is not None:
+            self.error(failed)
+
     def error(self, text: str) -> None:
         self.errors += 1
         if len(self.error_examples) < 5:
@@ -171,13 +184,7 @@ async def paced(config: PacedConfig, make: Make, stopping: asyncio.Event) -> dic
             done = time.perf_counter()
             if due < measured:
                 continue
-            tally.completed += 1
-            tally.last_done = max(tally.last_done, done)
-            tally.latency.append(done - due)
-            tally.at.append(due - measured)
-            tally.service.append(done - sent)
-            if failed is not None:
-                tally.error(failed)
+            tally.record(due, sent, done, measured, failed)
         conn.close()
 
     workers = [asyncio.create_task(worker()) for _ in range(config.connections)]
@@ -228,12 +235,7 @@ async def closed(config: PacedConfig, make: Make, stopping: asyncio.Event) -> di
             done = time.perf_counter()
             if sent < measured or done > end:
                 continue
-            tally.completed += 1
-            tally.latency.append(done - sent)
-            tally.at.append(sent - measured)
-            tally.service.append(done - sent)
-            if failed is not None:
-                tally.error(failed)
+            tally.record(sent, sent, done, measured, failed)
         conn.close()
 
     await asyncio.gather(*(worker(n) for n in range(config.connections)))

@@ -8,13 +8,14 @@ existing profiles from the event store while live updates go on (`segment_backfi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from math import inf
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from domain.customer import Customer
 from domain.normalise import format_utc
@@ -172,11 +173,11 @@ class SegmentsReadModel(Backfill):
             )
             self._changed()
             ops = []
-        serving = sorted(d.segment_id for d in definitions.values() if not d.retired)
+        _scopes, serving = self.live()
         return [
             *ops,
             Put(self.keys.definitions, segment_id, definitions[segment_id].to_json()),
-            Store(self.keys.in_service, json.dumps(serving)),
+            Store(self.keys.in_service, orjson.dumps(sorted(serving)).decode()),
         ]
 
     def _apply(self, profile: ProfileFacts, event: Any, now: datetime) -> set[str]:
