@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -43,7 +42,7 @@ from api.context import Services
 from api.documents import measure
 from api.errors import format_error
 from api.fast_path import MAX_PLANNED_CHARS, Declined, coerce_id, leaf_selection
-from api.scalars import serialize_datetime, serialize_stored_time
+from api.scalars import serialize_stored_time
 from domain.errors import DomainError
 from domain.normalise import check_count, check_id
 from projections.profile_queries import ConsentView, ProfileView
@@ -56,8 +55,8 @@ Getter = Callable[[ProfileView, Variables], object]
 Selection = tuple[tuple[str, Getter], ...]
 
 
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else serialize_datetime(value)
+def _time(stored: str | None) -> str | None:
+    return None if stored is None else serialize_stored_time(stored)
 
 
 PROFILE_FIELDS: dict[str, Callable[[ProfileView], object]] = {
@@ -69,8 +68,8 @@ PROFILE_FIELDS: dict[str, Callable[[ProfileView], object]] = {
     "engagementScore": lambda v: float(v.engagement_score),
     "segments": lambda v: list(v.segments),
     "interactionCounts": lambda v: v.interaction_counts,
-    "firstSeenAt": lambda v: _time(v.first_seen_at),
-    "lastSeenAt": lambda v: _time(v.last_seen_at),
+    "firstSeenAt": lambda v: _time(v.first_seen),
+    "lastSeenAt": lambda v: _time(v.last_seen),
     "__typename": lambda v: "Profile",
 }
 CONSENT_FIELDS: dict[str, Callable[[ConsentView], object]] = {
@@ -78,7 +77,7 @@ CONSENT_FIELDS: dict[str, Callable[[ConsentView], object]] = {
     "granted": lambda c: c.granted,
     "source": lambda c: c.source,
     "policyVersion": lambda c: c.policy_version,
-    "changedAt": lambda c: _time(c.changed_at),
+    "changedAt": lambda c: _time(c.changed),
     "__typename": lambda c: "ConsentState",
 }
 INTERACTION_FIELDS: dict[str, Callable[[Mapping[str, Any]], object]] = {
@@ -187,7 +186,7 @@ def _consents(leaves: Leaves) -> Getter:
 
 def _recent(first: ValueNode | None, leaves: Leaves) -> Getter:
     return lambda view, variables: [
-        _shape(i, leaves) for i in view.recent[: _first(first, variables)]
+        {key: get(i) for key, get in leaves} for i in view.recent[: _first(first, variables)]
     ]
 
 

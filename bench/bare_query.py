@@ -13,9 +13,9 @@ making the service's own read: one call of `projections.profile_queries.READ`, t
 `ProfileQueries.get_many` calls, with the same keys (the version pointer, the in-service
 segment list, the definitions, and per customer the profile hash, the newest RECENT recent
 items, the score hash, the pending contributions and the segment memberships). Key names come
-from the project's key classes so they stay aligned; the replies go back as they came,
-encoded with orjson: no GraphQL, no parsing of the stored JSON, no score valuation, no
-consent blanking.
+from the project's key classes so they stay aligned; each profile's JSON text goes back as
+the script put it together, unparsed: no GraphQL, no parsing, no score valuation, no consent
+blanking.
 
 /profile and /profiles: through redis.asyncio, the service's client, as the service calls it
 (the limit: everything but the service's own work). /raw/profile and /raw/profiles: the same
@@ -101,23 +101,9 @@ class Keys:
         return False
 
 
-def _found(customer_ids: Sequence[str], replies: Sequence[Any]) -> list[dict[str, Any] | None]:
-    found: list[dict[str, Any] | None] = []
-    for i, cid in enumerate(customer_ids):
-        fields, recent, scored, pending, member_of = replies[5 * i : 5 * i + 5]
-        found.append(
-            None
-            if not fields
-            else {
-                "customerId": cid,
-                "fields": fields,
-                "recent": recent,
-                "score": scored,
-                "pending": pending,
-                "segments": sorted(member_of),
-            }
-        )
-    return found
+def _found(stored: Sequence[str]) -> list[orjson.Fragment | None]:
+    """Each profile's JSON text as the script put it together, sent on unparsed."""
+    return [orjson.Fragment(text) if text else None for text in stored]
 
 
 class Reads:
@@ -128,12 +114,12 @@ class Reads:
         self.read = client.register_script(READ)
         self.keys = Keys(namespace)
 
-    async def many(self, customer_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    async def many(self, customer_ids: Sequence[str]) -> list[orjson.Fragment | None]:
         uids = [customer_uuid(c) for c in customer_ids]
         while True:
-            pointer, _, _, *replies = await self.read(self.keys.script_keys(uids), [RECENT])
+            pointer, _, _, *stored = await self.read(self.keys.script_keys(uids), [RECENT])
             if self.keys.current(pointer):
-                return _found(customer_ids, replies)
+                return _found(stored)
 
 
 def _pack(command: tuple[Any, ...]) -> bytes:
@@ -187,7 +173,7 @@ class RawReads:
         for future, _ in self._waiting:
             future.set_exception(ConnectionError("Redis closed the connection"))
 
-    async def many(self, customer_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    async def many(self, customer_ids: Sequence[str]) -> list[orjson.Fragment | None]:
         uids = [customer_uuid(c) for c in customer_ids]
         writer = await self._connection()
         while True:
@@ -198,9 +184,9 @@ class RawReads:
             done = await future
             if isinstance(done, Exception):  # a refused call
                 raise done
-            pointer, _, _, *replies = done
+            pointer, _, _, *stored = done
             if self.keys.current(pointer):
-                return _found(customer_ids, replies)
+                return _found(stored)
 
 
 def app(reads: Reads, raw: RawReads) -> Starlette:

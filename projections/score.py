@@ -89,14 +89,19 @@ class ScoreReadModel:
 
 
 def score_at(
-    model: ScoreModel, fields: dict[str, str], pending: Sequence[tuple[str, float]], t: datetime
+    model: ScoreModel,
+    value: str | None,
+    ref: str | None,
+    pending: Sequence[tuple[str, float]],
+    t: datetime,
 ) -> float:
-    """The contract's formula from the stored sum and the not-yet-folded entries."""
+    """The contract's formula from the stored sum (v at instant ref, None when the profile
+    has none yet) and the not-yet-folded entries."""
     half_life = model.half_life.total_seconds()
     now = t.timestamp()
     total = 0.0
-    if "v" in fields:
-        total = float(fields["v"]) * 0.5 ** ((now - float(fields["ref"])) / half_life)
+    if value is not None and ref is not None:
+        total = float(value) * 0.5 ** ((now - float(ref)) / half_life)
     for member, at in pending:
         if at <= now:
             weight = float(member.rsplit("|", 1)[1])
