@@ -158,6 +158,11 @@ return out
 """
 
 
+# A profile's JSON text as READ put it together ("" where there is none), and the segments in
+# service when it was read.
+Stored = tuple[str, frozenset[str]]
+
+
 class ProfileQueries:
     """Reads profiles with one round trip each; `client` is a redis.asyncio client (str replies).
 
@@ -173,7 +178,7 @@ class ProfileQueries:
         clock: Callable[[], datetime],
     ) -> None:
         self._read = client.register_script(READ)
-        self._coalescing: Coalescing[ProfileView | None] = Coalescing(self._read_many)
+        self._coalescing: Coalescing[Stored] = Coalescing(self._read_many)
         self._namespace = namespace
         self._versions = ServingVersions(namespace)
         self._score_model = score_model
@@ -185,9 +190,16 @@ class ProfileQueries:
     async def get_many(
         self, customer_ids: Sequence[str], recent: int = 10
     ) -> list[ProfileView | None]:
-        return await self._coalescing.read(customer_ids, max(recent, 0))
+        # Parsed here, after the shared read has given its place to the next one: parsing
+        # inside it held Redis idle while this process parsed (profiles(500): 18,825/s).
+        stored = await self._coalescing.read(customer_ids, max(recent, 0))
+        now = self._clock()
+        return [
+            self._view(cid, text, live, now) if text else None
+            for cid, (text, live) in zip(customer_ids, stored, strict=True)
+        ]
 
-    async def _read_many(self, customer_ids: list[str], recent: int) -> list[ProfileView | None]:
+    async def _read_many(self, customer_ids: list[str], recent: int) -> list[Stored]:
         while True:
             versions = [self._versions.serving(n) for n in _READS]
             members = _keys_at(self._namespace, *versions)[2]
@@ -199,30 +211,25 @@ class ProfileQueries:
                 break
         # A retired segment may linger in a profile's set until that profile next changes.
         live = _in_service(serving) if serving is not None else _live(_pairs(definitions))
-        now = self._clock()
-        views: list[ProfileView | None] = []
-        for cid, text in zip(customer_ids, stored, strict=True):
-            if not text:
-                views.append(None)
-                continue
-            p = orjson.loads(text)
-            flat = p["p"]
-            due = [(flat[j], float(flat[j + 1])) for j in range(0, len(flat), 2)]
-            engagement = score_at(self._score_model, p["s"], p["ref"], due, now)
-            views.append(
-                ProfileView(
-                    customer_id=p.get("cid", cid),
-                    version=int(p.get("v", 0)),
-                    traits=p["t"],
-                    consent_states=p["c"],
-                    interaction_counts=p["n"],
-                    first_seen=p.get("first"),
-                    recent=tuple(p["r"]),
-                    engagement_score=engagement,
-                    segments=tuple(sorted(s for s in p["m"] if s in live)),
-                )
-            )
-        return views
+        return [(text, live) for text in stored]
+
+    def _view(
+        self, customer_id: str, text: str, live: frozenset[str], now: datetime
+    ) -> ProfileView:
+        p = orjson.loads(text)
+        flat = p["p"]
+        due = [(flat[j], float(flat[j + 1])) for j in range(0, len(flat), 2)]
+        return ProfileView(
+            customer_id=p.get("cid", customer_id),
+            version=int(p.get("v", 0)),
+            traits=p["t"],
+            consent_states=p["c"],
+            interaction_counts=p["n"],
+            first_seen=p.get("first"),
+            recent=tuple(p["r"]),
+            engagement_score=score_at(self._score_model, p["s"], p["ref"], due, now),
+            segments=tuple(sorted(s for s in p["m"] if s in live)),
+        )
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
