@@ -51,3 +51,16 @@ def test_no_exporter_is_configured_without_an_otlp_endpoint(settings: Settings) 
     telemetry = setup_telemetry(settings)
     processors = telemetry.tracer_provider._active_span_processor._span_processors
     assert processors == ()
+
+
+def test_spans_are_made_only_while_something_receives_them(settings: Settings) -> None:
+    telemetry = setup_telemetry(settings)
+    with telemetry.span("graphql anonymous") as span:
+        assert not span.is_recording()
+    spans = InMemorySpanExporter()
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    with telemetry.span("graphql anonymous", field="profile") as span:
+        assert span.is_recording()
+    assert [(s.name, s.attributes) for s in spans.get_finished_spans()] == [
+        ("graphql anonymous", {"field": "profile"})
+    ]
