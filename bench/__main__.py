@@ -17,6 +17,7 @@ import psycopg
 from adapters.embedded import start_stack
 from adapters.settings import Settings
 from bench.common import Bench, say
+from bench.host_speed import python_steps_per_second
 from bench.report import Row, table, write_json
 from bench.scenarios import (
     Outcome,
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     seconds: dict[str, float] = {}
     server: dict[str, Any] = {}
+    speed = {"before": python_steps_per_second()}
     try:
         bench = Bench(settings, quick=args.quick, stamp=stamp, profile=args.profile)
         server = _server_facts(bench.database_url)
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             failures += outcome.failures
     finally:
         stop()
+    speed["after"] = python_steps_per_second()
     total = time.monotonic() - started
     mode = "quick" if args.quick else "full"
     print(
@@ -133,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(rows))
     print("\nratio = figure / limit (for ms rows: lower is better)")
+    print(
+        f"host speed: {speed['before']:.1f} M Python steps/s before the run, "
+        f"{speed['after']:.1f} after (bench/host_speed.py: compare runs only as far as these)"
+    )
     h = details.get("history") or {}
     if "long_over_new_warm" in h:
         print(
@@ -154,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cpus": os.cpu_count(),
                 "python": sys.version,
                 "platform": platform.platform(),
+                "python_steps_per_second_millions": speed,
             },
             "servers": {
                 "embedded_postgres": configured.database_url is None,
