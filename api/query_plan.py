@@ -186,7 +186,7 @@ def _consents(leaves: Leaves) -> Getter:
 
 def _recent(first: ValueNode | None, leaves: Leaves) -> Getter:
     return lambda view, variables: [
-        {key: get(i) for key, get in leaves} for i in view.recent[: _first(first, variables)]
+        _shape(i, leaves) for i in view.recent[: _first(first, variables)]
     ]
 
 

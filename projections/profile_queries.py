@@ -51,9 +51,6 @@ class ProfileView:
     engagement_score: float = 0.0  # valued at query time: it decays without writes
     segments: tuple[str, ...] = ()
 
-    def consent(self, purpose: ConsentPurpose) -> bool:
-        return self._granted(purpose.value)
-
     def _granted(self, purpose: str) -> bool:
         state = self.consent_states.get(purpose)
         return state is not None and state["granted"] is True
