@@ -99,6 +99,10 @@ def build_services(
                 decode_responses=True,
                 max_connections=settings.limits.redis_connections,
                 timeout=settings.deadline_seconds,
+                # A frozen server answers nothing: a read gives up at the deadline, as a
+                # command does (redis-py's own default waited 5 s, whatever the deadline).
+                socket_timeout=settings.deadline_seconds,
+                socket_connect_timeout=settings.deadline_seconds,
                 client_name=QUERY_CLIENT_NAME,  # CLIENT LIST tells them from the projector's
             )
         )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,3 +112,46 @@ def test_opt_out_stores_until_analytics_is_withdrawn(service: Service) -> None:
     history = service.audit('{ history(customerId: "c-1") { events { type } } }')
     types = [e["type"] for e in history["data"]["history"]["events"]]
     assert types == ["Registered", "InteractionRecorded", "ConsentWithdrawn"]
+
+
+@pytest.fixture
+def frozen_valkey(settings: Settings) -> Iterator[tuple[Settings, Callable[[bool], None]]]:
+    """A Valkey of this test's own, and a switch that freezes (SIGSTOP) and thaws it."""
+    folder = Path(tempfile.mkdtemp(prefix="profiles-frozen-valkey-"))
+    valkey = start_valkey(folder, persist=False)
+    pid = int((folder / "valkey" / "valkey.pid").read_text())
+
+    def freeze(frozen: bool) -> None:
+        os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+    yield with_settings(settings, redis_url=valkey.url, deadline_seconds=1.0), freeze
+    freeze(False)
+    valkey.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+SEND_TIME = "query($id: ID!) { profile(customerId: $id) { traits canEmail } }"  # planned
+
+
+@pytest.mark.parametrize("document", [SEND_TIME, PROFILE], ids=["planned", "strawberry"])
+def test_queries_answer_unavailable_by_the_deadline_when_redis_is_frozen_and_recover(
+    frozen_valkey: tuple[Settings, Callable[[bool], None]],
+    start_service: Callable[..., Service],
+    document: str,
+) -> None:
+    settings, freeze = frozen_valkey
+    service = start_service(settings, "query", project=False)
+    assert service.query(document, id="c-1")["data"] == {"profile": None}
+    freeze(True)
+    try:
+        started = time.monotonic()
+        answer = service.client.post(
+            "/graphql", json={"query": document, "variables": {"id": "c-1"}}, timeout=15
+        ).json()
+        waited = time.monotonic() - started
+        assert code(answer) == "UNAVAILABLE", answer
+        # Within the deadline and a little: a reply that never comes must not hold the request.
+        assert waited < settings.deadline_seconds * 3, waited
+    finally:
+        freeze(False)
+    assert service.query(document, id="c-1")["data"] == {"profile": None}
