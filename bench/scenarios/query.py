@@ -14,7 +14,9 @@ prepared ones for different seeded customers:
    request was due): p50, p99;
 3. the same pace with GET and an automatic persisted query (the document registered once);
 4. `profiles(customerIds: [500 ids])` closed loop, 4 connections: profiles/s, beside the
-   bare endpoint's POST /profiles of the same 500 ids (and beside raw RESP).
+   bare endpoint's POST /profiles of the same 500 ids (and beside raw RESP);
+5. what the read costs Redis itself (bench.redis_cost): its CPU per profile for the READ
+   script beside the same reads as one MULTI, informational.
 
 Every answer is checked: HTTP 200, no "errors", no null profile. Answers that fail count as
 errors; a measurement with errors says so in its row and in the run's failures. Each run
@@ -30,7 +32,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
+from adapters.settings import Settings
 from api.persisted_queries import sha256_hex
+from bench import redis_cost
 from bench.bare_query import BareEndpoint
 from bench.common import Bench, say
 from bench.paced_get import PacedConfig, run_paced
@@ -228,7 +232,19 @@ def run(bench: Bench) -> Outcome:
         chosen = rng.sample(stack.customers, min(PREPARED, len(stack.customers)))
         batches = [rng.sample(stack.customers, min(BATCH, count)) for _ in range(BATCHES)]
         _measure(bench, stack.query, bare, chosen, batches, seconds, outcome)
+        _redis_cost(stack.settings, batches, bench.pick(40, 16), outcome)
     return outcome
+
+
+def _redis_cost(settings: Settings, batches: list[list[str]], calls: int, outcome: Outcome) -> None:
+    say(f"query: Redis CPU per profile, {calls} reads of {BATCH} ids: the script, then a MULTI")
+    cost = redis_cost.measure(str(settings.redis_url), settings.redis_namespace, batches, calls)
+    outcome.details["redis_cost"] = cost
+    script, multi = cost["script"], cost["multi"]
+    outcome.rows.append(
+        Row("query", "  Redis CPU per profile, READ script", script["redis_cpu_us_per_profile"],
+            " µs", "the same reads as one MULTI", multi["redis_cpu_us_per_profile"])
+    )  # fmt: skip
 
 
 def _measure(
