@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from adapters import deadlines
 from adapters.collector import tune_for_services
-from adapters.hiredis_connections import Transactions, pack_with_hiredis
 from adapters.persisted_store import RedisPersistedQueries
+from adapters.redis_packing import pack_with_hiredis
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.store_wait import WhenReachable, postgres_store
@@ -97,7 +97,6 @@ def build_services(
             aioredis.BlockingConnectionPool.from_url(
                 str(settings.redis_url),
                 decode_responses=True,
-                protocol=3,  # hashes come back as dicts: profile reads take them so
                 max_connections=settings.limits.redis_connections,
                 timeout=settings.deadline_seconds,
                 # A frozen server answers nothing: a read gives up at the deadline, as a
@@ -109,8 +108,7 @@ def build_services(
         )
         client = aioredis.Redis(connection_pool=pool)
         namespace = settings.redis_namespace
-        transactions = Transactions(pool, settings.deadline_seconds)
-        services.profiles = ProfileQueries(transactions, namespace, settings.score_model, clock)
+        services.profiles = ProfileQueries(client, namespace, settings.score_model, clock)
         services.segments = SegmentQueries(client, namespace)
         services.status = StatusReader(
             client, namespace, _tracked(settings), clock, settings.projection_stalled_seconds

@@ -3,24 +3,24 @@
 python -m bench.bare_query PORT   (REDIS_URL and PROFILES_REDIS_NAMESPACE from the environment)
 
     GET  /profile?id=CUSTOMER               one profile, through redis.asyncio
-    POST /profiles {"ids": [...]}           a batch, in the same one transaction
-    GET  /raw/profile?id=CUSTOMER           the same transaction as raw RESP (hiredis alone)
+    POST /profiles {"ids": [...]}           a batch, in the same one script call
+    GET  /raw/profile?id=CUSTOMER           the same script call as raw RESP (hiredis alone)
     POST /raw/profiles {"ids": [...]}
     GET  /healthz
 
 A bare Starlette app on uvicorn (uvloop + httptools, as `bench.server` runs the service)
-making the service's own read: the transaction `ProfileQueries.get_many` sends
-(`projections.profile_queries.read_transaction`: the version pointer, the in-service segment
-list, and per customer the profile hash, the newest RECENT recent items, the score hash, the
-pending contributions and the segment memberships), with the same keys. Each customer's
-replies go back as Redis gave them, unread: no GraphQL, no parsing of the stored JSON, no
-score valuation, no consent blanking.
+making the service's own read: one call of `projections.profile_queries.READ`, the script
+`ProfileQueries.get_many` calls, with the same keys (the version pointer, the in-service
+segment list, the definitions, and per customer the profile hash, the newest RECENT recent
+items, the score hash, the pending contributions and the segment memberships). Key names come
+from the project's key classes so they stay aligned; each profile's JSON text goes back as
+the script put it together, unparsed: no GraphQL, no parsing, no score valuation, no consent
+blanking.
 
-/profile and /profiles: through redis.asyncio on the service's own connections
-(`adapters.hiredis_connections`), as the service reads (the limit: everything but the
-service's own work). /raw/profile and /raw/profiles: the same transaction as raw RESP,
-packed and parsed by hiredis alone on one connection every request shares, pipelined: the
-cost of the Redis read without a client library above it.
+/profile and /profiles: through redis.asyncio, the service's client, as the service calls it
+(the limit: everything but the service's own work). /raw/profile and /raw/profiles: the same
+script call as raw RESP, packed and parsed by hiredis alone on one connection every request
+shares, pipelined: the cost of the Redis read without a client library above it.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import hiredis
 import orjson
@@ -44,63 +45,90 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.hiredis_connections import EXEC, MULTI, Transactions, pack, pack_with_hiredis
 from bench.server import serve
 from bench.service import stop
+from domain.ids import customer_uuid
 from projections import profile, score, segment_keys
-from projections.profile_queries import HEAD, read_transaction
-from projections.versions import ServingVersions
+from projections.profile import ProfileKeys
+from projections.profile_queries import READ
+from projections.score import ScoreKeys
+from projections.segment_keys import SegmentKeys
+from projections.versions import FIRST, pointer_key
 
 RECENT = 5  # the page the send-time document asks for: recentInteractions(first: 5)
 JSON = "application/json"
-READS = (profile.NAME, score.NAME, segment_keys.NAME)  # in the order read_transaction takes
 
 
 class Keys:
-    """The serving versions, learnt from the pointer each read carries."""
+    """The serving versions' key names, learnt from the pointer each read carries."""
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
-        self.versions = ServingVersions(namespace)
+        self.pointer = pointer_key(namespace)
+        self.versions: tuple[int, ...] = (FIRST, FIRST, FIRST)
+        self._at(self.versions)
 
-    def transaction(self, customer_ids: Sequence[str]) -> tuple[bytes, int]:
-        """The service's own read (`read_transaction`) at the versions last seen serving."""
-        versions = [self.versions.serving(name) for name in READS]
-        return read_transaction(self.namespace, versions, customer_ids, RECENT)
+    def _at(self, versions: tuple[int, ...]) -> None:
+        p, s, g = versions
+        self.profiles = ProfileKeys(self.namespace, p)
+        self.scores = ScoreKeys(self.namespace, s)
+        self.segments = SegmentKeys(self.namespace, g)
 
-    def current(self, pointer: dict[str, str] | list[str]) -> bool:
+    def script_keys(self, uids: Sequence[UUID]) -> list[str]:
+        """READ's keys, in its order."""
+        keys = [self.pointer, self.segments.in_service, self.segments.definitions]
+        for uid in uids:
+            keys += (
+                self.profiles.profile(uid),
+                self.profiles.recent(uid),
+                self.scores.score(uid),
+                self.scores.pending(uid),
+                self.segments.of(uid),
+            )
+        return keys
+
+    def current(self, flat: Sequence[str]) -> bool:
         """True if the read used the serving versions; else learns them (read again)."""
-        if isinstance(pointer, list):  # RESP2's flat field, value, ...
-            pointer = dict(zip(pointer[::2], pointer[1::2], strict=True))
-        return self.versions.confirm(pointer, READS)
+        pointer = dict(zip(flat[::2], flat[1::2], strict=True))
+        serving = tuple(
+            int(pointer.get(name) or FIRST)
+            for name in (profile.NAME, score.NAME, segment_keys.NAME)
+        )
+        if serving == self.versions:
+            return True
+        self.versions = serving  # a rebuild switched
+        self._at(serving)
+        return False
 
 
-def _found(replies: list[Any], customers: int) -> list[list[Any] | None]:
-    """Each customer's five replies as Redis gave them, sent on unread ("none" where the
-    profile hash is empty); the pointer and the in-service list come first."""
-    return [
-        replies[at : at + 5] if replies[at] else None for at in range(HEAD, HEAD + 5 * customers, 5)
-    ]
+def _found(stored: Sequence[str]) -> list[orjson.Fragment | None]:
+    """Each profile's JSON text as the script put it together, sent on unparsed."""
+    return [orjson.Fragment(text) if text else None for text in stored]
 
 
 class Reads:
-    """Through redis.asyncio, as the service reads: its transaction on a pool of the service's
-    own connections (`adapters.hiredis_connections`, RESP3)."""
+    """Through redis.asyncio, as the service reads: the registered script, called with the
+    same keys and argument."""
 
-    def __init__(self, pool: Any, namespace: str) -> None:
-        self.transactions = Transactions(pool, 5.0)
+    def __init__(self, client: Any, namespace: str) -> None:
+        self.read = client.register_script(READ)
         self.keys = Keys(namespace)
 
-    async def many(self, customer_ids: Sequence[str]) -> list[list[Any] | None]:
+    async def many(self, customer_ids: Sequence[str]) -> list[orjson.Fragment | None]:
+        uids = [customer_uuid(c) for c in customer_ids]
         while True:
-            packed, count = self.keys.transaction(customer_ids)
-            replies = await self.transactions.run(packed, count)
-            if self.keys.current(replies[0]):
-                return _found(replies, len(customer_ids))
+            pointer, _, _, *stored = await self.read(self.keys.script_keys(uids), [RECENT])
+            if self.keys.current(pointer):
+                return _found(stored)
+
+
+def _pack(command: tuple[Any, ...]) -> bytes:
+    packed: bytes = hiredis.pack_command(command)  # its stub says a 1-tuple: it takes any
+    return packed
 
 
 class RawReads:
-    """The same transaction as raw RESP: packed and parsed by hiredis on one connection that
+    """The same script call as raw RESP: packed and parsed by hiredis on one connection that
     every request shares, pipelined (replies come back in order), with no client library
     above it: the cost of the Redis read itself."""
 
@@ -111,6 +139,7 @@ class RawReads:
         self._waiting: deque[tuple[asyncio.Future[Any], int]] = deque()
         self._opening = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None  # reads the replies
+        self.sha = ""
 
     async def _connection(self) -> asyncio.StreamWriter:
         async with self._opening:
@@ -118,9 +147,13 @@ class RawReads:
                 reader, writer = await asyncio.open_connection(self.url.hostname, self.url.port)
                 loop = asyncio.get_running_loop()
                 if self.url.password:
-                    writer.write(pack([("AUTH", self.url.password)]))
+                    writer.write(_pack(("AUTH", self.url.password)))
                     self._waiting.append((loop.create_future(), 1))
+                loaded: asyncio.Future[Any] = loop.create_future()
+                writer.write(_pack(("SCRIPT", "LOAD", READ)))
+                self._waiting.append((loaded, 1))
                 self._task = loop.create_task(self._replies(reader))
+                self.sha = await loaded
                 self._writer = writer
         return self._writer
 
@@ -132,7 +165,7 @@ class RawReads:
             while (reply := parser.gets()) is not False:
                 got += 1
                 future, wanted = self._waiting[0]
-                if got == wanted:  # a transaction's last reply, EXEC's: all of its replies
+                if got == wanted:
                     self._waiting.popleft()
                     got = 0
                     if not future.done():
@@ -140,18 +173,20 @@ class RawReads:
         for future, _ in self._waiting:
             future.set_exception(ConnectionError("Redis closed the connection"))
 
-    async def many(self, customer_ids: Sequence[str]) -> list[list[Any] | None]:
+    async def many(self, customer_ids: Sequence[str]) -> list[orjson.Fragment | None]:
+        uids = [customer_uuid(c) for c in customer_ids]
         writer = await self._connection()
         while True:
-            packed, count = self.keys.transaction(customer_ids)
+            keys = self.keys.script_keys(uids)
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._waiting.append((future, count + 2))  # MULTI's OK, QUEUED each, EXEC's
-            writer.write(MULTI + packed + EXEC)
+            self._waiting.append((future, 1))
+            writer.write(_pack(("EVALSHA", self.sha, len(keys), *keys, RECENT)))
             done = await future
-            if not isinstance(done, list):  # a refused transaction
-                raise RuntimeError(f"EXEC answered {done!r}")
-            if self.keys.current(done[0]):
-                return _found(done, len(customer_ids))
+            if isinstance(done, Exception):  # a refused call
+                raise done
+            pointer, _, _, *stored = done
+            if self.keys.current(pointer):
+                return _found(stored)
 
 
 def app(reads: Reads, raw: RawReads) -> Starlette:
@@ -230,18 +265,11 @@ class BareEndpoint:
 
 
 def main(port: int) -> None:
-    pool = pack_with_hiredis(
-        aioredis.BlockingConnectionPool.from_url(
-            os.environ["REDIS_URL"],
-            decode_responses=True,
-            protocol=3,
-            max_connections=64,
-            timeout=5,
-            socket_timeout=5,
-        )
+    pool = aioredis.BlockingConnectionPool.from_url(
+        os.environ["REDIS_URL"], decode_responses=True, max_connections=64, timeout=5
     )
     namespace = os.environ["PROFILES_REDIS_NAMESPACE"]
-    reads = Reads(pool, namespace)
+    reads = Reads(aioredis.Redis(connection_pool=pool), namespace)
     raw = RawReads(os.environ["REDIS_URL"], namespace)
     serve(app(reads, raw), port)
 

@@ -21,7 +21,6 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from adapters.hiredis_connections import Transactions, pack_with_hiredis
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.telemetry import setup_telemetry
@@ -120,15 +119,7 @@ async def _read_until(
     """Reads every customer over and over: a profile once seen must stay (or be erased), its
     version never goes back, and the defined segments stay defined."""
     client = aioredis.Redis.from_url(str(settings.redis_url), decode_responses=True)
-    pool = pack_with_hiredis(
-        aioredis.ConnectionPool.from_url(str(settings.redis_url), decode_responses=True, protocol=3)
-    )
-    profiles = ProfileQueries(
-        Transactions(pool, settings.deadline_seconds),
-        settings.redis_namespace,
-        settings.score_model,
-        clock,
-    )
+    profiles = ProfileQueries(client, settings.redis_namespace, settings.score_model, clock)
     segments = SegmentQueries(client, settings.redis_namespace)
     erased = {str(u) for u in erased_streams(settings)}
     seen: dict[str, int] = {}
@@ -153,7 +144,6 @@ async def _read_until(
         failures.append(repr(error))
     finally:
         await client.aclose()
-        await pool.disconnect()
 
 
 def _erased_now(settings: Settings, customer_id: str, known: set[str]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from adapters.hiredis_connections import pack_with_hiredis
+from adapters.redis_packing import pack_with_hiredis
 
 COMMANDS: list[tuple[object, ...]] = [
     ("EVALSHA", "f" * 40, 3, "k:{a}", "k:{b}", "ключ", 5),
