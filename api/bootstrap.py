@@ -11,7 +11,6 @@ import redis.asyncio as aioredis
 from adapters import deadlines
 from adapters.collector import tune_for_services
 from adapters.persisted_store import RedisPersistedQueries
-from adapters.redis_packing import pack_with_hiredis
 from adapters.settings import Settings
 from adapters.store_config import build_application
 from adapters.store_wait import WhenReachable, postgres_store
@@ -93,18 +92,16 @@ def build_services(
     if "query" in roles:
         # Bounded, and a read waits for a free connection (within the deadline) rather than
         # open more: 2,000 concurrent reads once took every connection Redis would give.
-        pool = pack_with_hiredis(
-            aioredis.BlockingConnectionPool.from_url(
-                str(settings.redis_url),
-                decode_responses=True,
-                max_connections=settings.limits.redis_connections,
-                timeout=settings.deadline_seconds,
-                # A frozen server answers nothing: a read gives up at the deadline, as a
-                # command does (redis-py's own default waited 5 s, whatever the deadline).
-                socket_timeout=settings.deadline_seconds,
-                socket_connect_timeout=settings.deadline_seconds,
-                client_name=QUERY_CLIENT_NAME,  # CLIENT LIST tells them from the projector's
-            )
+        pool = aioredis.BlockingConnectionPool.from_url(
+            str(settings.redis_url),
+            decode_responses=True,
+            max_connections=settings.limits.redis_connections,
+            timeout=settings.deadline_seconds,
+            # A frozen server answers nothing: a read gives up at the deadline, as a
+            # command does (redis-py's own default waited 5 s, whatever the deadline).
+            socket_timeout=settings.deadline_seconds,
+            socket_connect_timeout=settings.deadline_seconds,
+            client_name=QUERY_CLIENT_NAME,  # CLIENT LIST tells them from the projector's
         )
         client = aioredis.Redis(connection_pool=pool)
         namespace = settings.redis_namespace

@@ -3,19 +3,19 @@
 python -m bench.bare_query PORT   (REDIS_URL and PROFILES_REDIS_NAMESPACE from the environment)
 
     GET  /profile?id=CUSTOMER               one profile, through redis.asyncio
-    POST /profiles {"ids": [...]}           a batch, in the same one script call
+    POST /profiles {"ids": [...]}           a batch, in the same script calls
     GET  /raw/profile?id=CUSTOMER           the same script call as raw RESP (hiredis alone)
     POST /raw/profiles {"ids": [...]}
     GET  /healthz
 
 A bare Starlette app on uvicorn (uvloop + httptools, as `bench.server` runs the service)
-making the service's own read: one call of `projections.profile_queries.READ`, the script
-`ProfileQueries.get_many` calls, with the same keys (the version pointer, the in-service
-segment list, the definitions, and per customer the profile hash, the newest RECENT recent
-items, the score hash, the pending contributions and the segment memberships). Key names come
-from the project's key classes so they stay aligned; each profile's JSON text goes back as
-the script put it together, unparsed: no GraphQL, no parsing, no score valuation, no consent
-blanking.
+making the service's own read: calls of `projections.profile_queries.READ`, the script
+`ProfileQueries.get_many` calls, one per CHUNK ids as it calls it, with the same keys (the
+version pointer, the in-service segment list, the definitions, and per customer the profile
+hash, the newest RECENT recent items, the score hash, the pending contributions and the
+segment memberships). Key names come from the project's key classes so they stay aligned;
+each profile's JSON text goes back as the script put it together, unparsed: no GraphQL, no
+parsing, no score valuation, no consent blanking.
 
 /profile and /profiles: through redis.asyncio, the service's client, as the service calls it
 (the limit: everything but the service's own work). /raw/profile and /raw/profiles: the same
@@ -50,7 +50,7 @@ from bench.service import stop
 from domain.ids import customer_uuid
 from projections import profile, score, segment_keys
 from projections.profile import ProfileKeys
-from projections.profile_queries import READ
+from projections.profile_queries import CHUNK, READ
 from projections.score import ScoreKeys
 from projections.segment_keys import SegmentKeys
 from projections.versions import FIRST, pointer_key
@@ -115,6 +115,12 @@ class Reads:
         self.keys = Keys(namespace)
 
     async def many(self, customer_ids: Sequence[str]) -> list[orjson.Fragment | None]:
+        # By the service's chunks, all asked at once, as ProfileQueries.get_many reads.
+        chunks = [customer_ids[i : i + CHUNK] for i in range(0, len(customer_ids), CHUNK)]
+        parts = await asyncio.gather(*(self._chunk(chunk) for chunk in chunks))
+        return [found for part in parts for found in part]
+
+    async def _chunk(self, customer_ids: Sequence[str]) -> list[orjson.Fragment | None]:
         uids = [customer_uuid(c) for c in customer_ids]
         while True:
             pointer, _, _, *stored = await self.read(self.keys.script_keys(uids), [RECENT])

@@ -1,8 +1,9 @@
 """Reads of the profile read model for the query side: profiles, with their engagement score
-and segments, in one round trip."""
+and segments, in one script call per CHUNK customers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -155,17 +156,20 @@ return out
 """
 
 
+CHUNK = 100  # ids per script call: a read of 500 profiles is five calls, parsed as they come
+
 # A profile's JSON text as READ put it together ("" where there is none), and the segments in
 # service when it was read.
 Stored = tuple[str, frozenset[str]]
 
 
 class ProfileQueries:
-    """Reads profiles with one round trip each; `client` is a redis.asyncio client (str replies).
+    """Reads profiles, up to CHUNK in one script call; `client` is a redis.asyncio client (str
+    replies).
 
-    The read is one script call that also reads the version pointer, so it never mixes
-    versions and never reads one a rebuild is still writing; after a switch it is repeated
-    once. Concurrent callers share script calls (`coalescing`)."""
+    Each call also reads the version pointer, so it never mixes versions and never reads one
+    a rebuild is still writing; after a switch it is repeated once. Concurrent callers share
+    script calls (`coalescing`)."""
 
     def __init__(
         self,
@@ -175,7 +179,10 @@ class ProfileQueries:
         clock: Callable[[], datetime],
     ) -> None:
         self._read = client.register_script(READ)
-        self._coalescing: Coalescing[Stored] = Coalescing(self._read_many)
+        # Eight calls out at once keep Redis busy while this process parses: with two, a
+        # batch of five chunks waited for each other (profiles(500) 21,000/s, 26,000 with
+        # eight, Redis then at 0.93 cores); single reads still share calls under load.
+        self._coalescing: Coalescing[Stored] = Coalescing(self._read_many, limit=8, most=CHUNK)
         self._namespace = namespace
         self._versions = ServingVersions(namespace)
         self._score_model = score_model
@@ -187,6 +194,17 @@ class ProfileQueries:
     async def get_many(
         self, customer_ids: Sequence[str], recent: int = 10
     ) -> list[ProfileView | None]:
+        if len(customer_ids) <= CHUNK:
+            return await self._views(customer_ids, recent)
+        # By chunks, all asked at once: this process parses one while Redis reads the next,
+        # and Redis runs smaller scripts (the bare endpoint's batch: 26,685 profiles/s in one
+        # call, 34,430 in chunks). Each chunk is atomic on its own: every profile is whole and
+        # from one serving version, though chunks may straddle a rebuild's switch.
+        chunks = [customer_ids[i : i + CHUNK] for i in range(0, len(customer_ids), CHUNK)]
+        parts = await asyncio.gather(*(self._views(chunk, recent) for chunk in chunks))
+        return [view for part in parts for view in part]
+
+    async def _views(self, customer_ids: Sequence[str], recent: int) -> list[ProfileView | None]:
         # Parsed here, after the shared read has given its place to the next one: parsing
         # inside it held Redis idle while this process parsed (profiles(500): 18,825/s).
         stored = await self._coalescing.read(customer_ids, max(recent, 0))

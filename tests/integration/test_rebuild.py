@@ -28,7 +28,7 @@ from api.bootstrap import build_rebuild
 from api.projector_job import start_projector
 from domain.application import utc_now
 from domain.commands import Command, RecordInteraction
-from projections.profile_queries import ProfileQueries
+from projections.profile_queries import CHUNK, ProfileQueries
 from projections.rebuild import Progress
 from projections.segment_queries import SegmentQueries
 from projections.stream_build import Plan
@@ -123,7 +123,9 @@ async def _read_until(
     segments = SegmentQueries(client, settings.redis_namespace)
     erased = {str(u) for u in erased_streams(settings)}
     seen: dict[str, int] = {}
-    ids = [f"c-{c}" for c in range(40)]
+    # With ids of no one between them, the read spans chunks (CHUNK each), each its own call.
+    ids = [i for c in range(40) for i in (f"c-{c}", *(f"nobody-{c}-{k}" for k in range(3)))]
+    assert len(ids) > CHUNK
     try:
         while not stop.is_set():
             views = await profiles.get_many(ids)
