@@ -4,9 +4,7 @@ At send time many requests each ask for one profile at once. Each read costs the
 client about as much CPU as the read itself (a connection from the pool, packing, parsing,
 a deadline), so while `limit` reads are out, later callers wait and go together in the next
 read (one per `recent` value, up to `most` ids). When Redis keeps up, nobody waits: a read
-starts at once whenever fewer than `limit` are out. A read that is full on its own (`most`
-ids, a chunk of a batch) has nothing to share and starts at once too: held back, the chunks
-of one batch waited for each other while Redis and this process took turns to be idle.
+starts at once whenever fewer than `limit` are out.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ class Coalescing(Generic[T]):
 
     async def read(self, ids: Sequence[str], param: int) -> list[T]:
         """What `read(ids, param)` answers, perhaps read together with other callers' ids."""
-        if self._out < self._limit or len(ids) >= self._most:
+        if self._out < self._limit:
             self._out += 1
             try:
                 return await self._read(list(ids), param)

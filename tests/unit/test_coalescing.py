@@ -114,24 +114,3 @@ def test_a_cancelled_waiter_leaves_the_others_their_answers() -> None:
         assert reads.calls[-1] == (["c"], 1)  # the cancelled caller's id was not read
 
     asyncio.run(scenario())
-
-
-def test_a_full_read_starts_at_once_whatever_is_out() -> None:
-    async def scenario() -> None:
-        reads = GatedReads()
-        coalescing = Coalescing(reads, limit=1, most=2)
-        small = [asyncio.create_task(coalescing.read([c], 1)) for c in "ab"]
-        full = [asyncio.create_task(coalescing.read([c, c + "2"], 1)) for c in "xy"]
-        await settle()
-        # "b" waits for a place; the full reads have nothing to share and go at once
-        assert reads.calls == [(["a"], 1), (["x", "x2"], 1), (["y", "y2"], 1)]
-        reads.gate.set()
-        assert await asyncio.gather(*small, *full) == [
-            ["a@1"],
-            ["b@1"],
-            ["x@1", "x2@1"],
-            ["y@1", "y2@1"],
-        ]
-        assert reads.calls[-1] == (["b"], 1)
-
-    asyncio.run(scenario())
