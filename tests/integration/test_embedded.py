@@ -13,8 +13,15 @@ import psycopg
 import pytest
 import redis
 from confluent_kafka import Consumer, Producer
+from redis.cluster import RedisCluster
 
-from adapters.embedded import start_postgres, start_stack, start_valkey, tansu_command
+from adapters.embedded import (
+    start_postgres,
+    start_stack,
+    start_valkey,
+    start_valkey_cluster,
+    tansu_command,
+)
 from adapters.settings import Settings
 
 
@@ -78,6 +85,37 @@ def test_valkey_in_persistent_mode_keeps_data_across_restarts(scratch_dir: Path)
         assert redis.Redis.from_url(second.url).get("kept") == b"yes"
     finally:
         second.stop()
+
+
+def test_valkey_cluster_serves_every_slot_from_three_masters(scratch_dir: Path) -> None:
+    cluster = start_valkey_cluster(scratch_dir, masters=3)
+    ports: list[int] = []
+    try:
+        client = RedisCluster.from_url(cluster.url, decode_responses=True)
+        masters = client.get_primaries()
+        ports = [int(node.port) for node in masters]
+        assert len(masters) == 3
+        ranges = client.cluster_slots()  # (first, last) -> its primary
+        slots = {slot for first, last in ranges for slot in range(first, last + 1)}
+        # 16,384 slots, and keys that fall on every master come back from their own one
+        keys = [f"k{n}" for n in range(60)]
+        for key in keys:
+            client.set(key, key.upper())
+        assert {client.get_node_from_key(k).port for k in keys} == {n.port for n in masters}
+        assert [client.get(k) for k in keys] == [k.upper() for k in keys]
+        assert len(slots) == 16_384
+        client.close()
+    finally:
+        cluster.stop()
+    assert ports and not any(_accepts_on(port) for port in ports)  # stopped, every node
+
+
+def _accepts_on(port: int) -> bool:
+    try:
+        redis.Redis(port=port, socket_connect_timeout=0.5).ping()
+    except redis.ConnectionError:
+        return False
+    return True
 
 
 def test_postgres_keeps_data_across_restarts(scratch_dir: Path) -> None:
