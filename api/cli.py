@@ -13,6 +13,7 @@ from pathlib import Path
 
 from adapters.kafka_io import ensure_topics
 from adapters.migrate import MigrationError, migrate, status
+from adapters.redis_cluster import serves_cluster
 from adapters.settings import ConfigurationError, Settings
 from adapters.telemetry import Telemetry, setup_telemetry
 from api import kafka_cli, privacy_cli, rebuild_cli
@@ -163,12 +164,28 @@ def _missing(command: str, needs: dict[str, str | None], instead: str) -> bool:
     return True
 
 
+def _on_cluster(command: str, redis_url: str) -> bool:
+    """Says so, True, when REDIS_URL names a Redis Cluster node, which the read models cannot
+    use yet."""
+    if not serves_cluster(redis_url):
+        return False
+    print(
+        f"profiles {command}: REDIS_URL ({redis_url}) is a node of a Redis Cluster, and the "
+        "read models need one standalone Redis or Valkey server: their scripts touch keys of "
+        "many hash slots at once. Point REDIS_URL at a server without cluster-enabled.",
+        file=sys.stderr,
+    )
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
         if args.command == "dev":
+            if settings.redis_url and _on_cluster("dev", settings.redis_url):
+                return 2
             return _dev(args, settings)
         if args.command == "migrate":
             return _migrate(args, settings)
@@ -179,9 +196,14 @@ def main(argv: list[str] | None = None) -> int:
             needs["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
             if _missing(args.command, needs, "use 'profiles dev --kafka'"):
                 return 2
+            relay = args.command == "relay" and settings.redis_url  # ingest reads no Redis
+            if relay and _on_cluster(args.command, str(settings.redis_url)):
+                return 2
             return kafka_cli.run(args, settings)
         needs = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
         if _missing(args.command, needs, "use 'profiles dev', which starts embedded servers"):
+            return 2
+        if _on_cluster(args.command, str(settings.redis_url)):
             return 2
         if args.command == "project":
             return _project(args, settings)
