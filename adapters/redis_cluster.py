@@ -13,12 +13,12 @@ import redis
 
 def serves_cluster(url: str, timeout: float = 2.0) -> bool:
     """True when the server at `url` runs in cluster mode. False when it does not, and when it
-    does not answer within `timeout`: the roles wait for an unreachable store as they always
-    have, and ask again when they are restarted."""
+    cannot tell (no answer within `timeout`, a refused password): the roles wait for or report
+    such a store as they always have, and ask again when they are restarted."""
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         enabled = client.info("cluster").get("cluster_enabled", 0)
-    except (redis.ConnectionError, redis.TimeoutError):
+    except redis.RedisError:
         return False
     finally:
         client.close()
