@@ -202,7 +202,7 @@ def start_valkey_cluster(
 def _wait_cluster_ok(nodes: list[Any], masters: int, deadline: float) -> None:
     """Until every node sees all masters and every slot served (gossip takes a few beats)."""
     while True:
-        infos = [_cluster_info(node) for node in nodes]
+        infos = [node.cluster("INFO") for node in nodes]  # parsed by redis-py: a dict
         if all(
             i.get("cluster_state") == "ok" and int(i.get("cluster_known_nodes", 0)) == masters
             for i in infos
@@ -211,13 +211,6 @@ def _wait_cluster_ok(nodes: list[Any], masters: int, deadline: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the embedded Valkey cluster did not form: {infos}")
         time.sleep(0.1)
-
-
-def _cluster_info(node: Any) -> dict[str, str]:
-    raw = node.cluster("INFO")
-    if isinstance(raw, dict):  # redis-py parsed it
-        return {k: str(v) for k, v in raw.items()}
-    return dict(line.split(":", 1) for line in str(raw).split() if ":" in line)
 
 
 def _free_port(wanted: int = 0) -> int | None:

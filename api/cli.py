@@ -15,6 +15,7 @@ from adapters.kafka_io import ensure_topics
 from adapters.migrate import MigrationError, migrate, status
 from adapters.redis_cluster import serves_cluster
 from adapters.settings import ConfigurationError, Settings
+from adapters.store_wait import redis_store
 from adapters.telemetry import Telemetry, setup_telemetry
 from api import kafka_cli, privacy_cli, rebuild_cli
 from api.child_processes import configure_logging
@@ -170,9 +171,10 @@ def _on_cluster(command: str, redis_url: str) -> bool:
     if not serves_cluster(redis_url):
         return False
     print(
-        f"profiles {command}: REDIS_URL ({redis_url}) is a node of a Redis Cluster, and the "
-        "read models need one standalone Redis or Valkey server: their scripts touch keys of "
-        "many hash slots at once. Point REDIS_URL at a server without cluster-enabled.",
+        f"profiles {command}: REDIS_URL ({redis_store(redis_url).address}) is a node of a "
+        "Redis Cluster, and the read models need one standalone Redis or Valkey server: their "
+        "scripts touch keys of many hash slots at once. Point REDIS_URL at a server without "
+        "cluster-enabled.",
         file=sys.stderr,
     )
     return True
